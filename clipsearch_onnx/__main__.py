@@ -1,0 +1,3 @@
+from clipsearch_onnx.cli import main
+
+raise SystemExit(main())

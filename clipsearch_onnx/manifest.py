@@ -1,0 +1,131 @@
+"""The exported model's `manifest.json`: what the runtime needs to know about a model folder.
+
+`python -m export` writes it; the runtime reads it, checks each file against its recorded sha256
+before use (once per file version: the result is cached beside the file), and fingerprints the
+model so an index can refuse queries made with another one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from clipsearch_onnx.errors import ModelError
+
+MANIFEST = "manifest.json"
+PRECISIONS = ("int8", "fp32")
+TOWERS = ("vision", "text")
+
+
+def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class Manifest:
+    model_dir: Path
+    fingerprint: str  # sha256 of manifest.json: identifies the model an index was built with
+    source: dict[str, Any]
+    embedding_dim: int
+    image_size: int
+    resize_shortest_edge: int
+    image_mean: tuple[float, float, float]
+    image_std: tuple[float, float, float]
+    context_length: int
+    tokenizer: dict[str, Any]
+    files: dict[str, dict[str, Any]]
+    precisions: dict[str, dict[str, str]]
+    default_precision: str
+    raw: dict[str, Any] = field(repr=False, compare=False)
+
+    @classmethod
+    def load(cls, model_dir: Path | str) -> Manifest:
+        model_dir = Path(model_dir).expanduser()
+        path = model_dir / MANIFEST
+        if not model_dir.is_dir():
+            raise ModelError(
+                f"model folder {model_dir} does not exist; export one with "
+                "`make export` (or `python -m export --model SRC --out DIR`)"
+            )
+        try:
+            blob = path.read_bytes()
+            data = json.loads(blob)
+        except FileNotFoundError:
+            raise ModelError(
+                f"{model_dir} has no {MANIFEST}: not an exported clipsearch model "
+                "(export one with `python -m export --model SRC --out DIR`)"
+            ) from None
+        except (OSError, ValueError) as exc:
+            raise ModelError(f"cannot read {path}: {exc}") from exc
+        try:
+            return cls(
+                model_dir=model_dir,
+                fingerprint=hashlib.sha256(blob).hexdigest(),
+                source=data["source"],
+                embedding_dim=int(data["embedding_dim"]),
+                image_size=int(data["image_size"]),
+                resize_shortest_edge=int(data.get("resize_shortest_edge", data["image_size"])),
+                image_mean=tuple(float(v) for v in data["image_mean"]),  # type: ignore[arg-type]
+                image_std=tuple(float(v) for v in data["image_std"]),  # type: ignore[arg-type]
+                context_length=int(data.get("context_length", 77)),
+                tokenizer=data["tokenizer"],
+                files=data["files"],
+                precisions=data["precisions"],
+                default_precision=data.get("default_precision", "int8"),
+                raw=data,
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ModelError(f"{path} is incomplete or malformed ({exc!r}); re-run the export") from exc
+
+    def tower_path(self, tower: str, precision: str) -> Path:
+        """The verified ONNX file of `tower` ('vision'|'text') at `precision` ('int8'|'fp32')."""
+        if precision not in self.precisions:
+            raise ModelError(
+                f"model {self.model_dir} has no {precision} variant "
+                f"(it has: {', '.join(sorted(self.precisions))})"
+            )
+        return self.verified(self.precisions[precision][tower])
+
+    def verified(self, name: str) -> Path:
+        """Path of file `name` after checking it against the manifest's sha256."""
+        path = self.model_dir / name
+        entry = self.files.get(name)
+        if entry is None:
+            raise ModelError(f"{MANIFEST} in {self.model_dir} does not list {name}; re-run the export")
+        try:
+            st = path.stat()
+        except FileNotFoundError:
+            raise ModelError(f"model file {path} is missing; re-run the export") from None
+        if "bytes" in entry and st.st_size != int(entry["bytes"]):
+            raise ModelError(
+                f"model file {path} has {st.st_size} bytes, the manifest says {entry['bytes']}: "
+                "the file is damaged or incomplete; re-run the export"
+            )
+        stamp = path.with_name(f".{name}.verified")
+        key = f"{entry['sha256']} {st.st_size} {st.st_mtime_ns} {st.st_ino}"
+        try:
+            if stamp.read_text() == key:
+                return path
+        except OSError:
+            pass
+        actual = sha256_file(path)
+        if actual != entry["sha256"]:
+            raise ModelError(
+                f"model file {path} does not match its sha256 in {MANIFEST} "
+                "(damaged or replaced); re-run the export"
+            )
+        try:
+            tmp = stamp.with_suffix(f".tmp{os.getpid()}")
+            tmp.write_text(key)
+            os.replace(tmp, stamp)
+        except OSError:
+            pass  # a read-only model folder is fine: we simply verify again next time
+        return path
