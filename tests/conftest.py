@@ -1,0 +1,15 @@
+"""Session-wide fixtures. Other fixture modules are registered in `pytest_plugins` below."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.factories import make_tiny_clip
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random CLIP checkpoint laid out like a hub download (torch weights + tokenizer)."""
+    return make_tiny_clip(tmp_path_factory.mktemp("tiny-clip"))
