@@ -83,7 +83,9 @@ class Manifest:
                 raw=data,
             )
         except (KeyError, TypeError, ValueError) as exc:
-            raise ModelError(f"{path} is incomplete or malformed ({exc!r}); re-run the export") from exc
+            raise ModelError(
+                f"{path} is incomplete or malformed ({exc!r}); re-run the export"
+            ) from exc
 
     def tower_path(self, tower: str, precision: str) -> Path:
         """The verified ONNX file of `tower` ('vision'|'text') at `precision` ('int8'|'fp32')."""
@@ -99,7 +101,9 @@ class Manifest:
         path = self.model_dir / name
         entry = self.files.get(name)
         if entry is None:
-            raise ModelError(f"{MANIFEST} in {self.model_dir} does not list {name}; re-run the export")
+            raise ModelError(
+                f"{MANIFEST} in {self.model_dir} does not list {name}; re-run the export"
+            )
         try:
             st = path.stat()
         except FileNotFoundError:

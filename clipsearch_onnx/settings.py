@@ -7,10 +7,11 @@ clipsearch home, see `paths`) > default.
 from __future__ import annotations
 
 import os
-import tomllib
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
+
+import tomllib
 
 from clipsearch_onnx import paths
 from clipsearch_onnx.errors import ClipSearchError

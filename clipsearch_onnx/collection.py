@@ -1,0 +1,146 @@
+"""An index folder as a whole: its catalog, its shards and its published vectors.
+
+Layout of an index folder:
+    catalog.sqlite   every image: path, size, mtime, sha256, captions, (shard, row)
+    shards/NAME/     committed embedding batches (see `shards`)
+    index.json       the current generation: FAISS file, ids file, checksums, model, precision
+    vectors.G.faiss, ids.G.npy
+    write.lock       held by the one writer
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from clipsearch_onnx import index as vector_index
+from clipsearch_onnx import shards
+from clipsearch_onnx.catalog import Catalog
+from clipsearch_onnx.errors import IndexCorrupt, ModelError
+from clipsearch_onnx.manifest import Manifest
+
+SHARDS = "shards"
+
+
+def new_shard_name() -> str:
+    return f"{time.time_ns():x}-{uuid.uuid4().hex[:6]}"
+
+
+def clean_leftovers(index_dir: Path, catalog: Catalog) -> int:
+    """Removes what a killed run left behind: shard folders never committed, temporary files.
+    Returns how many shard folders were removed."""
+    shard_dir = index_dir / SHARDS
+    known = set(catalog.shard_names().values())
+    removed = 0
+    if shard_dir.is_dir():
+        for path in shard_dir.iterdir():
+            if path.name not in known:
+                shutil.rmtree(path, ignore_errors=True)
+                removed += not path.name.startswith(".tmp-")
+    for path in index_dir.glob(".*.tmp*"):
+        path.unlink(missing_ok=True)
+    return removed
+
+
+def check_model(catalog: Catalog, manifest: Manifest, precision: str) -> None:
+    """Refuses to mix embeddings of different models or precisions in one index."""
+    meta = catalog.meta()
+    if "model_fingerprint" not in meta:
+        catalog.set_meta(
+            model_fingerprint=manifest.fingerprint,
+            model_dir=str(manifest.model_dir.resolve()),
+            model_source=str(manifest.source.get("model", "")),
+            precision=precision,
+            dim=str(manifest.embedding_dim),
+        )
+        return
+    if catalog.count() == 0:
+        catalog.set_meta(
+            model_fingerprint=manifest.fingerprint,
+            model_dir=str(manifest.model_dir.resolve()),
+            model_source=str(manifest.source.get("model", "")),
+            precision=precision,
+            dim=str(manifest.embedding_dim),
+        )
+        return
+    if meta["model_fingerprint"] != manifest.fingerprint:
+        raise ModelError(
+            f"this index was built with another model ({meta.get('model_dir')}); "
+            "use that model, or start over with --rebuild"
+        )
+    if meta.get("precision") != precision:
+        raise ModelError(
+            f"this index holds {meta.get('precision')} embeddings; mixing in {precision} ones "
+            f"would skew scores: use --precision {meta.get('precision')}, or --rebuild"
+        )
+
+
+def publish_catalog(
+    index_dir: Path,
+    catalog: Catalog,
+    *,
+    index_type: str = "auto",
+    ivf_threshold: int = vector_index.DEFAULT_IVF_THRESHOLD,
+    progress: Callable[[int], None] | None = None,
+) -> dict[str, Any]:
+    """Builds the FAISS index from every catalogued embedding and makes it current."""
+    meta = catalog.meta()
+    dim = int(meta.get("dim", 0))
+    items = list(catalog.items())
+    names = catalog.shard_names()
+    ids = np.fromiter((i.id for i in items), dtype=np.int64, count=len(items))
+    vectors = np.empty((len(items), dim), dtype=np.float32)
+    by_shard: dict[int, list[tuple[int, int]]] = {}
+    for pos, item in enumerate(items):
+        by_shard.setdefault(item.shard, []).append((pos, item.row))
+    for shard_id, pairs in by_shard.items():
+        path = index_dir / SHARDS / names[shard_id]
+        try:
+            emb = shards.load_embeddings(path)
+            pos, rows = np.array(pairs).T
+            vectors[pos] = emb[rows]
+        except (OSError, ValueError, IndexError) as exc:
+            raise IndexCorrupt(
+                f"embedding shard {path} is damaged ({exc}); rebuild with --rebuild"
+            ) from exc
+    kind = vector_index.choose_type(index_type, len(items), ivf_threshold)
+    info = {
+        "model": {
+            "fingerprint": meta.get("model_fingerprint"),
+            "dir": meta.get("model_dir"),
+            "source": meta.get("model_source"),
+        },
+        "precision": meta.get("precision"),
+    }
+    published = vector_index.publish(
+        index_dir, vectors, ids, kind=kind, info=info, progress=progress
+    )
+    for name in catalog.drop_unused_shards():
+        shutil.rmtree(index_dir / SHARDS / name, ignore_errors=True)
+    return published
+
+
+def wipe(index_dir: Path) -> None:
+    """Removes an index folder's contents (for --rebuild); refuses folders that are not indexes."""
+    if not index_dir.exists():
+        return
+    ours = {
+        "catalog.sqlite",
+        "catalog.sqlite-wal",
+        "catalog.sqlite-shm",
+        "index.json",
+        SHARDS,
+        "write.lock",
+    }
+    for path in index_dir.iterdir():
+        if path.name in ours or path.name.startswith(("vectors.", "ids.", ".")):
+            if path.is_dir():
+                shutil.rmtree(path)
+            elif path.name != "write.lock":
+                path.unlink()

@@ -1,0 +1,113 @@
+"""CLIP towers on ONNX Runtime: text and images in, L2-normalised float32 embeddings out.
+
+Each tower's session is created on first use, so a text query never pays for loading the vision
+tower and vice versa.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from clipsearch_onnx.errors import ModelError
+from clipsearch_onnx.manifest import PRECISIONS, Manifest
+from clipsearch_onnx.preprocess import Preprocessor
+from clipsearch_onnx.tokenizer import ClipTokenizer
+
+if TYPE_CHECKING:
+    import onnxruntime as ort
+    from PIL import Image
+
+
+def physical_cores() -> int:
+    """Physical cores of this machine (hyper-threads add little to matrix-heavy inference)."""
+    try:
+        cores = set()
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as fh:
+            phys = core = None
+            for line in fh:
+                if line.startswith("physical id"):
+                    phys = line.split(":")[1].strip()
+                elif line.startswith("core id"):
+                    core = line.split(":")[1].strip()
+                elif not line.strip() and core is not None:
+                    cores.add((phys, core))
+                    phys = core = None
+        if cores:
+            return len(cores)
+    except OSError:
+        pass
+    return os.cpu_count() or 1
+
+
+def normalise(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float32)
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    return x / np.maximum(norms, 1e-12)
+
+
+class Encoder:
+    """Embeds texts and images with one exported model at one precision."""
+
+    def __init__(
+        self, manifest: Manifest, precision: str | None = None, threads: int | None = None
+    ):
+        precision = precision or manifest.default_precision
+        if precision not in PRECISIONS:
+            raise ModelError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
+        self.manifest = manifest
+        self.precision = precision
+        self.threads = threads or physical_cores()
+        self.dim = manifest.embedding_dim
+        self._sessions: dict[str, ort.InferenceSession] = {}
+        self._tokenizer: ClipTokenizer | None = None
+        self.preprocess = Preprocessor.from_manifest(manifest)
+
+    def session(self, tower: str) -> ort.InferenceSession:
+        if tower not in self._sessions:
+            import onnxruntime as ort
+
+            path = self.manifest.tower_path(tower, self.precision)
+            opts = ort.SessionOptions()
+            opts.intra_op_num_threads = self.threads
+            opts.inter_op_num_threads = 1
+            opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+            try:
+                self._sessions[tower] = ort.InferenceSession(
+                    str(path), sess_options=opts, providers=["CPUExecutionProvider"]
+                )
+            except Exception as exc:  # onnxruntime raises its own untyped errors
+                raise ModelError(f"cannot load {path}: {exc}") from exc
+        return self._sessions[tower]
+
+    @property
+    def tokenizer(self) -> ClipTokenizer:
+        if self._tokenizer is None:
+            self._tokenizer = ClipTokenizer.from_model(self.manifest)
+        return self._tokenizer
+
+    def embed_texts(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
+        out = []
+        sess = self.session("text")
+        for start in range(0, len(texts), batch_size):
+            ids, mask = self.tokenizer.encode(list(texts[start : start + batch_size]))
+            (emb,) = sess.run(None, {"input_ids": ids, "attention_mask": mask})
+            out.append(emb)
+        if not out:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        return normalise(np.concatenate(out))
+
+    def embed_pixels(self, pixels: np.ndarray) -> np.ndarray:
+        """Embeds a preprocessed batch float32 [B,3,S,S]."""
+        if len(pixels) == 0:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        (emb,) = self.session("vision").run(None, {"pixel_values": pixels})
+        return normalise(emb)
+
+    def embed_images(self, images: Sequence[Image.Image]) -> np.ndarray:
+        if not images:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        return self.embed_pixels(self.preprocess(list(images)))

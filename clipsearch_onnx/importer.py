@@ -1,0 +1,87 @@
+"""`clipsearch import`: merging embedding shards computed elsewhere into an index."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from clipsearch_onnx import collection, shards
+from clipsearch_onnx.catalog import Catalog, NewItem
+from clipsearch_onnx.errors import ModelError
+from clipsearch_onnx.index import DEFAULT_IVF_THRESHOLD
+from clipsearch_onnx.lock import WriteLock
+from clipsearch_onnx.manifest import Manifest
+
+
+@dataclass
+class ImportReport:
+    shards: int = 0
+    items: int = 0
+    count: int = 0
+
+
+def import_shards(
+    index_dir: Path,
+    shard_dirs: Sequence[Path],
+    manifest: Manifest | None,
+    *,
+    precision: str | None = None,
+    index_type: str = "auto",
+    ivf_threshold: int = DEFAULT_IVF_THRESHOLD,
+    progress: Callable[[str, int], None] = lambda stage, total: None,
+    advance: Callable[[int], None] = lambda n: None,
+) -> ImportReport:
+    """Copies each shard into the index, registers its items (a path already present is
+    replaced), and publishes. Every shard is validated before anything is written."""
+    index_dir = Path(index_dir)
+    report = ImportReport()
+    with WriteLock(index_dir):
+        catalog = Catalog.open(index_dir, create=True)
+        try:
+            meta = catalog.meta()
+            if manifest is None:
+                if "model_dir" not in meta:
+                    raise ModelError(
+                        "a new index needs --model DIR: the model the shards came from"
+                    )
+                manifest = Manifest.load(meta["model_dir"])
+            precision = precision or meta.get("precision") or manifest.default_precision
+            collection.check_model(catalog, manifest, precision)
+            collection.clean_leftovers(index_dir, catalog)
+            validated = [(d, shards.read_shard(d, manifest.embedding_dim)) for d in shard_dirs]
+            progress("importing", sum(len(items) for _, (_, items) in validated))
+            for source, (_emb, items) in validated:
+                name = collection.new_shard_name()
+                dest = index_dir / collection.SHARDS / name
+                tmp = dest.with_name(f".tmp-{name}")
+                shutil.copytree(source, tmp, ignore=shutil.ignore_patterns(".*"))
+                tmp.rename(dest)
+                rows = [
+                    NewItem(
+                        str(item["path"]),
+                        item.get("size"),
+                        item.get("mtime_ns"),
+                        item.get("sha256"),
+                        item.get("captions", []),
+                        row,
+                    )
+                    for row, item in enumerate(items)
+                ]
+                catalog.commit_shard(name, rows, replaced=[r.path for r in rows])
+                report.shards += 1
+                report.items += len(rows)
+                advance(len(rows))
+            progress("publishing", catalog.count())
+            collection.publish_catalog(
+                index_dir,
+                catalog,
+                index_type=index_type,
+                ivf_threshold=ivf_threshold,
+                progress=advance,
+            )
+            report.count = catalog.count()
+        finally:
+            catalog.close()
+    return report

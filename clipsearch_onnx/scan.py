@@ -1,0 +1,48 @@
+"""Finding the images below a folder."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"})
+
+
+@dataclass(frozen=True)
+class Found:
+    path: str  # absolute
+    relpath: str  # relative to the scanned root, with '/'
+    size: int
+    mtime_ns: int
+
+
+def is_image_name(name: str) -> bool:
+    return os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
+
+
+def scan(root: Path) -> Iterator[Found | tuple[str, str]]:
+    """Yields every image file below `root` (recursively, sorted, symlinked files followed), or a
+    (path, reason) pair for an entry named like an image that is not a readable file."""
+    root = Path(os.path.abspath(root))
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames.sort()
+        for name in sorted(dirnames):
+            if is_image_name(name):
+                yield os.path.join(dirpath, name), "is a directory, not an image file"
+        for name in sorted(filenames):
+            if not is_image_name(name):
+                continue
+            path = os.path.join(dirpath, name)
+            try:
+                st = os.stat(path)
+            except FileNotFoundError:
+                reason = "dangling symlink" if os.path.islink(path) else "vanished while scanning"
+                yield path, reason
+                continue
+            except OSError as exc:
+                yield path, f"cannot stat: {exc.strerror}"
+                continue
+            rel = os.path.relpath(path, root).replace(os.sep, "/")
+            yield Found(path, rel, st.st_size, st.st_mtime_ns)

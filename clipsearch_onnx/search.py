@@ -1,0 +1,210 @@
+"""Answering queries: a text, an image, or both, against an opened index.
+
+`open_searcher(settings)` is the one factory the CLI, the TUI and the tests use.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from clipsearch_onnx.catalog import Catalog
+from clipsearch_onnx.encoder import Encoder, normalise
+from clipsearch_onnx.errors import IndexCorrupt, InputError, ModelError
+from clipsearch_onnx.index import VectorIndex
+from clipsearch_onnx.lock import is_locked
+from clipsearch_onnx.manifest import Manifest
+from clipsearch_onnx.paths import default_model_dir
+from clipsearch_onnx.preprocess import load_image
+from clipsearch_onnx.settings import Settings
+
+DEFAULT_K = 10
+
+
+@dataclass(frozen=True)
+class Result:
+    rank: int
+    score: float
+    path: str
+    captions: list[str]
+    id: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "rank": self.rank,
+            "score": round(self.score, 6),
+            "path": self.path,
+            "captions": self.captions,
+        }
+
+
+@dataclass(frozen=True)
+class Response:
+    query: dict[str, Any]
+    results: list[Result]
+    took_ms: float
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "query": self.query,
+            "results": [r.to_json() for r in self.results],
+            "took_ms": round(self.took_ms, 2),
+        }
+
+
+@dataclass(frozen=True)
+class IndexInfo:
+    index_dir: str
+    count: int
+    model_dir: str | None
+    model_source: str | None
+    precision: str | None
+    index_type: str
+    bytes_on_disk: int
+    updated: str | None
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["skipped"] = [{"path": p, "reason": r} for p, r in self.skipped]
+        return data
+
+
+class Searcher:
+    """An opened index plus the encoder of the model that built it (towers load on first use)."""
+
+    def __init__(self, index_dir: Path, vectors: VectorIndex, catalog: Catalog, encoder: Encoder):
+        self.index_dir = index_dir
+        self.vectors = vectors
+        self.catalog = catalog
+        self.encoder = encoder
+
+    @property
+    def count(self) -> int:
+        return self.vectors.count
+
+    def embed_query(self, text: str | None = None, image: str | Path | None = None) -> np.ndarray:
+        parts = []
+        if text is not None and text.strip():
+            parts.append(self.encoder.embed_texts([text]))
+        if image is not None:
+            path = Path(image).expanduser()
+            if not path.exists():
+                raise InputError(f"query image {path} does not exist")
+            parts.append(self.encoder.embed_images([load_image(path)]))
+        if not parts:
+            raise InputError("give a text, an image, or both to search for")
+        # Text and image embeddings are unit vectors: their normalised sum weighs them equally.
+        return normalise(np.sum(parts, axis=0))
+
+    def search(
+        self, text: str | None = None, image: str | Path | None = None, k: int = DEFAULT_K
+    ) -> Response:
+        started = time.perf_counter()
+        query = self.embed_query(text, image)
+        results = self.search_vector(query[0], k)
+        took = (time.perf_counter() - started) * 1000
+        q: dict[str, Any] = {}
+        if text is not None:
+            q["text"] = text
+        if image is not None:
+            q["image"] = str(image)
+        return Response(q, results, took)
+
+    def search_vector(self, vector: np.ndarray, k: int = DEFAULT_K) -> list[Result]:
+        if k < 1:
+            raise InputError("k must be at least 1")
+        if self.count == 0:
+            return []
+        # Ask for a few more than k: rows deleted by an index run under way are dropped below.
+        scores, ids = self.vectors.search(vector[None, :], k + 8)
+        pairs = [(float(s), int(i)) for s, i in zip(scores[0], ids[0], strict=True) if i >= 0]
+        items = self.catalog.by_ids(i for _, i in pairs)
+        missing = [i for _, i in pairs if i not in items]
+        if missing and not is_locked(self.index_dir):
+            raise IndexCorrupt(
+                f"the catalog in {self.index_dir} lacks entries the vector index refers to "
+                "(damaged); rebuild with `clipsearch index PHOTOS --rebuild`"
+            )
+        results = []
+        for score, i in pairs:
+            item = items.get(i)
+            if item is not None and len(results) < k:
+                results.append(Result(len(results) + 1, score, item.path, item.captions, i))
+        return results
+
+    def info(self) -> IndexInfo:
+        return _info(self.index_dir, self.vectors, self.catalog)
+
+    def close(self) -> None:
+        self.catalog.close()
+
+
+def _info(index_dir: Path, vectors: VectorIndex, catalog: Catalog) -> IndexInfo:
+    meta = vectors.meta
+    size = sum(p.stat().st_size for p in index_dir.rglob("*") if p.is_file())
+    return IndexInfo(
+        index_dir=str(index_dir),
+        count=vectors.count,
+        model_dir=meta.get("model", {}).get("dir"),
+        model_source=meta.get("model", {}).get("source"),
+        precision=meta.get("precision"),
+        index_type=meta.get("type", "?"),
+        bytes_on_disk=size,
+        updated=meta.get("updated"),
+        skipped=catalog.skipped(),
+    )
+
+
+def read_info(index_dir: Path, *, verify_full: bool = False) -> IndexInfo:
+    """What `clipsearch info` shows; `verify_full` checksums every index file whole."""
+    vectors = VectorIndex.open(index_dir, verify_full=verify_full)
+    catalog = Catalog.open(index_dir, readonly=True)
+    try:
+        return _info(index_dir, vectors, catalog)
+    finally:
+        catalog.close()
+
+
+def resolve_model(settings: Settings, recorded: str | None) -> Manifest:
+    """The model to query with: --model, else the one the index records, else the default."""
+    if settings.model_dir is not None:
+        return Manifest.load(settings.model_dir)
+    if recorded and Path(recorded).is_dir():
+        return Manifest.load(recorded)
+    if recorded:
+        raise ModelError(
+            f"the index was built with the model in {recorded}, which is gone; "
+            "pass --model DIR with the same exported model"
+        )
+    return Manifest.load(default_model_dir())
+
+
+def open_searcher(settings: Settings) -> Searcher:
+    index_dir = settings.resolved_index_dir()
+    vectors = VectorIndex.open(index_dir)
+    meta = vectors.meta
+    recorded = meta.get("model", {})
+    manifest = resolve_model(settings, recorded.get("dir"))
+    if recorded.get("fingerprint") and manifest.fingerprint != recorded["fingerprint"]:
+        raise ModelError(
+            f"the index in {index_dir} was built with another model ({recorded.get('dir')}); "
+            f"{manifest.model_dir} would give incomparable embeddings"
+        )
+    precision = meta.get("precision")
+    if settings.precision and precision and settings.precision != precision:
+        raise ModelError(
+            f"the index holds {precision} embeddings; a {settings.precision} query would not be "
+            f"comparable: drop --precision or rebuild the index with --precision {settings.precision}"
+        )
+    if meta.get("dim") and meta["dim"] != manifest.embedding_dim and meta["count"]:
+        raise ModelError(
+            f"the index has dimension {meta['dim']}, the model {manifest.embedding_dim}"
+        )
+    encoder = Encoder(manifest, settings.precision or precision, settings.threads)
+    catalog = Catalog.open(index_dir, readonly=True)
+    return Searcher(index_dir, vectors, catalog, encoder)
