@@ -1,0 +1,136 @@
+"""One export, start to finish: checkpoint -> ONNX -> int8 -> verified model folder.
+
+Everything is written into a hidden `.<name>.partial-<pid>` folder beside the destination, the
+manifest last, and the folder is renamed into place only after verification passed: a failed or
+interrupted export never leaves something that looks like a complete model folder.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+from export import checkpoint, convert, manifest, quantize, tokenizer, verify
+from export.errors import ExportError
+from export.progress import say, step
+
+STUDY_FILE = Path(__file__).with_name("quant_study.json")
+PREPROCESSOR = "preprocessor_config.json"
+
+
+def export_model(
+    source: str,
+    out: Path,
+    *,
+    revision: str | None = None,
+    settings: quantize.QuantSettings = quantize.DEFAULT,
+    thresholds: verify.Thresholds = verify.Thresholds(),  # noqa: B008 - frozen dataclass
+    opset: int = convert.OPSET,
+    overwrite: bool = False,
+    keep_failed: bool = False,
+) -> dict:
+    """Export `source` (hub id or folder) into the model folder `out`; return its manifest."""
+    out = Path(out).expanduser().absolute()
+    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
+        raise ExportError(f"{out} exists and is not empty; pass --overwrite to replace it")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    work = out.parent / f".{out.name}.partial-{os.getpid()}"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir()
+    ok = False
+    try:
+        result = _export_into(work, source, revision, settings, thresholds, opset)
+        _replace(work, out)
+        ok = True
+        return result
+    finally:
+        if not ok:
+            if keep_failed:
+                say(f"partial output kept in {work}")
+            else:
+                shutil.rmtree(work, ignore_errors=True)
+
+
+def _export_into(work, source, revision, settings, thresholds, opset) -> dict:
+    with step(f"loading {source}"):
+        ckpt = checkpoint.load(source, revision)
+    cfg = ckpt.model.config
+    say(
+        f"D={ckpt.embedding_dim} S={ckpt.image_size} "
+        f"vision {cfg.vision_config.num_hidden_layers}x{cfg.vision_config.hidden_size}, "
+        f"text {cfg.text_config.num_hidden_layers}x{cfg.text_config.hidden_size}"
+    )
+    with step("tokenizer and preprocessor config"):
+        token_ids, lowercase = tokenizer.write(ckpt, work)
+        shutil.copyfile(ckpt.directory / PREPROCESSOR, work / PREPROCESSOR)
+    fp32, int8 = manifest.PRECISIONS["fp32"], manifest.PRECISIONS["int8"]
+    with step(f"vision tower -> ONNX (opset {opset})"):
+        convert.export_vision(ckpt.model, ckpt.image_size, work / fp32["vision"], opset)
+    with step(f"text tower -> ONNX (opset {opset})"):
+        bos, eos = token_ids["bos_token_id"], token_ids["eos_token_id"]
+        convert.export_text(ckpt.model, bos, eos, work / fp32["text"], opset)
+    calibration = _calibration(ckpt) if settings.mode == "static" else {}
+    for tower, sub in (("vision", cfg.vision_config), ("text", cfg.text_config)):
+        with step(f"{tower} tower -> int8 ({settings.label()})"):
+            quantize.quantize(
+                work / fp32[tower],
+                work / int8[tower],
+                settings,
+                num_heads=sub.num_attention_heads,
+                hidden_size=sub.hidden_size,
+                calibration=calibration.get(tower),
+            )
+    for tower in ("vision", "text"):
+        small, big = (work / int8[tower]).stat().st_size, (work / fp32[tower]).stat().st_size
+        say(f"{tower}: fp32 {big / 1e6:.1f} MB, int8 {small / 1e6:.1f} MB")
+    with step("verifying against PyTorch"):
+        fidelity = verify.check(work, ckpt, manifest.PRECISIONS, thresholds)
+    for tower in ("vision", "text"):
+        f, q = fidelity[tower]["fp32"], fidelity[tower]["int8"]
+        say(
+            f"{tower} cosine vs PyTorch: fp32 min {f['min']:.6f}, "
+            f"int8 min {q['min']:.4f} mean {q['mean']:.4f}"
+        )
+    data = manifest.build(
+        ckpt,
+        work,
+        opset=opset,
+        tokenizer_ids=token_ids,
+        lowercase=lowercase,
+        quantization=_quantization_entry(settings),
+        fidelity=fidelity,
+    )
+    manifest.write(work, data)
+    return data
+
+
+def _calibration(ckpt) -> dict[str, list[dict]]:
+    inputs = verify.sample_inputs(ckpt, images=32)
+    images = [{"pixel_values": inputs.pixel_values[i : i + 8]} for i in range(0, 32, 8)]
+    return {"vision": images, "text": inputs.texts}
+
+
+def _quantization_entry(settings: quantize.QuantSettings) -> dict:
+    entry: dict = {
+        "tool": "onnxruntime.quantization",
+        "settings": settings.to_dict(),
+        "label": settings.label(),
+        "is_default": settings == quantize.DEFAULT,
+    }
+    try:
+        entry["study"] = json.loads(STUDY_FILE.read_text())
+    except (OSError, ValueError):
+        entry["study"] = None
+    return entry
+
+
+def _replace(work: Path, out: Path) -> None:
+    old = None
+    if out.exists():
+        old = out.parent / f".{out.name}.old-{os.getpid()}"
+        out.rename(old)
+    work.rename(out)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)

@@ -1,0 +1,81 @@
+"""Writing `manifest.json`, the contract `clipsearch_onnx.manifest.Manifest` reads."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+
+from clipsearch_onnx.manifest import MANIFEST, sha256_file
+
+FORMAT = 1
+PRECISIONS = {
+    "fp32": {"vision": "vision.onnx", "text": "text.onnx"},
+    "int8": {"vision": "vision.int8.onnx", "text": "text.int8.onnx"},
+}
+TOOLS = {
+    "torch": "torch",
+    "transformers": "transformers",
+    "optimum": "optimum",
+    "onnx": "onnx",
+    "onnxruntime": "onnxruntime",
+}
+
+
+def tool_versions() -> dict[str, str | None]:
+    versions: dict[str, str | None] = {}
+    for key, dist in TOOLS.items():
+        try:
+            versions[key] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            versions[key] = None
+    return versions
+
+
+def file_entries(model_dir: Path) -> dict[str, dict[str, object]]:
+    """sha256 and size of every regular file in `model_dir` except the manifest itself."""
+    return {
+        p.name: {"sha256": sha256_file(p), "bytes": p.stat().st_size}
+        for p in sorted(model_dir.iterdir())
+        if p.is_file() and p.name != MANIFEST and not p.name.startswith(".")
+    }
+
+
+def build(
+    ckpt,
+    model_dir: Path,
+    *,
+    opset: int,
+    tokenizer_ids: dict[str, int],
+    lowercase: bool,
+    quantization: dict,
+    fidelity: dict,
+    default_precision: str = "int8",
+) -> dict:
+    proc = ckpt.image_processor
+    return {
+        "format": FORMAT,
+        "source": {"model": ckpt.source, "revision": ckpt.revision},
+        "embedding_dim": ckpt.embedding_dim,
+        "image_size": ckpt.image_size,
+        "resize_shortest_edge": ckpt.resize_shortest_edge,
+        "image_mean": [float(v) for v in proc.image_mean],
+        "image_std": [float(v) for v in proc.image_std],
+        "context_length": ckpt.context_length,
+        "tokenizer": {"file": "tokenizer.json", **tokenizer_ids, "lowercase": lowercase},
+        "opset": opset,
+        "files": file_entries(model_dir),
+        "precisions": PRECISIONS,
+        "default_precision": default_precision,
+        "quantization": quantization,
+        "fidelity": fidelity,
+        "tools": tool_versions(),
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def write(model_dir: Path, manifest: dict) -> Path:
+    path = model_dir / MANIFEST
+    path.write_text(json.dumps(manifest, indent=2) + "\n")
+    return path

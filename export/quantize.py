@@ -1,0 +1,155 @@
+"""fp32 ONNX -> int8 ONNX with onnxruntime.quantization, in the variants `quant_study` compares.
+
+The default (`DEFAULT`) is the variant the study found fastest on an AVX2 CPU without VNNI at
+acceptable fidelity; the study's table is recorded in the manifest next to the settings.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+PREPROCESS = ("none", "pre_process", "ort_fusion")
+
+
+@dataclass(frozen=True)
+class QuantSettings:
+    mode: str = "dynamic"  # "dynamic" (activations scaled per batch at run time) | "static"
+    per_channel: bool = True  # one weight scale per output channel instead of per tensor
+    weight_type: str = "QInt8"  # QInt8 | QUInt8
+    activation_type: str = "QUInt8"  # static only (dynamic is always uint8)
+    reduce_range: bool = False  # 7-bit weights: avoids u8*s8 int16 saturation on AVX2 w/o VNNI
+    op_types: tuple[str, ...] = ("MatMul", "Gemm", "Gather")
+    # none: the exported graph; pre_process: onnxruntime's quant_pre_process (shape inference +
+    # basic graph optimisation); ort_fusion: onnxruntime.transformers' CLIP fusions (Attention,
+    # LayerNorm, Gelu) so that attention becomes one QAttention op.
+    preprocess: str = "none"
+    calibration: str = "MinMax"  # static only: MinMax | Entropy | Percentile
+
+    def label(self) -> str:
+        parts = [self.mode, "per-channel" if self.per_channel else "per-tensor", self.weight_type]
+        if self.mode == "static":
+            parts += [f"act={self.activation_type}", self.calibration]
+        if self.reduce_range:
+            parts.append("reduce-range")
+        parts.append("+".join(self.op_types))
+        if self.preprocess != "none":
+            parts.append(f"after {self.preprocess}")
+        return " ".join(parts)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["op_types"] = list(self.op_types)
+        return d
+
+    def but(self, **changes) -> QuantSettings:
+        return replace(self, **changes)
+
+
+DEFAULT = QuantSettings()
+
+
+def quantize(
+    src: Path,
+    dst: Path,
+    settings: QuantSettings = DEFAULT,
+    *,
+    num_heads: int = 0,
+    hidden_size: int = 0,
+    calibration: list[dict[str, np.ndarray]] | None = None,
+) -> None:
+    """Write the int8 version of `src` to `dst`.
+
+    `num_heads`/`hidden_size` (of the tower) are needed by the ort_fusion preprocess; `calibration`
+    (a list of feeds) by static quantisation.
+    """
+    if settings.preprocess not in PREPROCESS:
+        raise ValueError(f"preprocess must be one of {PREPROCESS}, not {settings.preprocess!r}")
+    hint = _DropHint("consider to run pre-processing")  # measured: see quant_study
+    logging.getLogger().addFilter(hint)
+    try:
+        _quantize(src, dst, settings, num_heads, hidden_size, calibration)
+    finally:
+        logging.getLogger().removeFilter(hint)
+
+
+def _quantize(src, dst, settings, num_heads, hidden_size, calibration) -> None:
+    from onnxruntime.quantization import (
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_dynamic,
+        quantize_static,
+    )
+
+    with tempfile.TemporaryDirectory(prefix="clipsearch-quant-", dir=dst.parent) as tmp:
+        model = _preprocess(src, Path(tmp), settings.preprocess, num_heads, hidden_size)
+        common = dict(
+            op_types_to_quantize=list(settings.op_types),
+            per_channel=settings.per_channel,
+            reduce_range=settings.reduce_range,
+            weight_type=QuantType[settings.weight_type],
+        )
+        if settings.mode == "dynamic":
+            quantize_dynamic(model, dst, **common)
+        elif settings.mode == "static":
+            if not calibration:
+                raise ValueError("static quantisation needs calibration feeds")
+            quantize_static(
+                model,
+                dst,
+                _Reader(calibration),
+                quant_format=QuantFormat.QDQ,
+                activation_type=QuantType[settings.activation_type],
+                calibrate_method=CalibrationMethod[settings.calibration],
+                extra_options={"CalibTensorRangeSymmetric": False},
+                **common,
+            )
+        else:
+            raise ValueError(f"mode must be 'dynamic' or 'static', not {settings.mode!r}")
+
+
+def _preprocess(src: Path, tmp: Path, how: str, num_heads: int, hidden_size: int) -> Path:
+    if how == "none":
+        return src
+    out = tmp / "preprocessed.onnx"
+    if how == "pre_process":
+        from onnxruntime.quantization.shape_inference import quant_pre_process
+
+        quant_pre_process(str(src), str(out), skip_symbolic_shape=False)
+        return out
+    from onnxruntime.transformers.optimizer import optimize_model
+
+    optimized = optimize_model(
+        str(src), model_type="clip", num_heads=num_heads, hidden_size=hidden_size, opt_level=1
+    )
+    optimized.save_model_to_file(str(out))
+    return out
+
+
+class _DropHint(logging.Filter):
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self.text = text
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return self.text not in record.getMessage()
+
+
+class _Reader:
+    """onnxruntime's CalibrationDataReader protocol over a list of feeds."""
+
+    def __init__(self, feeds: list[dict[str, np.ndarray]]) -> None:
+        self._feeds = feeds
+        self._it: Iterator[dict[str, np.ndarray]] = iter(feeds)
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        return next(self._it, None)
+
+    def rewind(self) -> None:
+        self._it = iter(self._feeds)

@@ -1,0 +1,143 @@
+"""The export's self-check: do the ONNX graphs reproduce PyTorch's embeddings?
+
+Each tower, at each precision, embeds generated images / a fixed set of captions and is compared
+row by row (cosine) with PyTorch fp32 `get_image_features` / `get_text_features`. Captions are
+run as three batches of different lengths, so the dynamic sequence axis and eos pooling are
+checked too. Below a threshold the export is refused (`FidelityError`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from export import samples
+from export.errors import FidelityError
+
+MIN_FP32_COSINE = 0.9999
+MIN_INT8_COSINE = 0.98
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    fp32: float = MIN_FP32_COSINE  # per-row minimum, both towers
+    int8: float = MIN_INT8_COSINE  # per-row minimum, both towers
+
+
+@dataclass
+class Inputs:
+    pixel_values: np.ndarray  # float32 [N,3,S,S]
+    texts: list[dict[str, np.ndarray]]  # feeds of input_ids + attention_mask, distinct L each
+
+
+def sample_inputs(ckpt, images: int = 16) -> Inputs:
+    pixels = ckpt.image_processor(samples.images(images), return_tensors="np")["pixel_values"]
+    caps = samples.captions()
+    batches = [caps, caps[:5], ["a cat"]]  # padded to 77 (the long one), to ~15, to 4 tokens
+    texts = []
+    for batch in batches:
+        enc = ckpt.tokenizer(
+            batch,
+            padding="longest",
+            truncation=True,
+            max_length=ckpt.context_length,
+            return_tensors="np",
+        )
+        texts.append(
+            {
+                "input_ids": enc["input_ids"].astype(np.int64),
+                "attention_mask": enc["attention_mask"].astype(np.int64),
+            }
+        )
+    return Inputs(pixels.astype(np.float32), texts)
+
+
+def reference(ckpt, inputs: Inputs) -> tuple[np.ndarray, list[np.ndarray]]:
+    """PyTorch fp32 embeddings of `inputs`: image [N,D], and one [B,D] per text batch."""
+    with torch.no_grad():
+        image = ckpt.model.get_image_features(pixel_values=torch.from_numpy(inputs.pixel_values))
+        texts = [
+            ckpt.model.get_text_features(
+                input_ids=torch.from_numpy(f["input_ids"]),
+                attention_mask=torch.from_numpy(f["attention_mask"]),
+            ).numpy()
+            for f in inputs.texts
+        ]
+    return image.numpy(), texts
+
+
+def session(path: Path, threads: int = 0):
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.log_severity_level = 3
+    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+
+
+def row_cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    a = a.astype(np.float64)
+    b = b.astype(np.float64)
+    den = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
+    return (a * b).sum(axis=1) / np.maximum(den, 1e-30)
+
+
+def measure(
+    vision: Path, text: Path, inputs: Inputs, ref: tuple[np.ndarray, list[np.ndarray]]
+) -> dict[str, dict[str, float]]:
+    """min/mean cosine of the two graphs against the reference embeddings."""
+    ref_image, ref_texts = ref
+    (got,) = session(vision).run(["image_embeds"], {"pixel_values": inputs.pixel_values})
+    _check_shape("vision", got, ref_image)
+    image_cos = row_cosines(got, ref_image)
+    sess = session(text)
+    text_cos = []
+    for feed, want in zip(inputs.texts, ref_texts, strict=True):
+        (got,) = sess.run(["text_embeds"], feed)
+        _check_shape("text", got, want)
+        text_cos.append(row_cosines(got, want))
+    return {"vision": _summary(image_cos), "text": _summary(np.concatenate(text_cos))}
+
+
+def check(model_dir: Path, ckpt, files: dict[str, dict[str, str]], thresholds: Thresholds) -> dict:
+    """Measure every precision in `files` ({precision: {tower: name}}); raise below thresholds."""
+    inputs = sample_inputs(ckpt)
+    ref = reference(ckpt, inputs)
+    result: dict = {
+        "reference": "PyTorch fp32 CLIPModel.get_image_features / get_text_features",
+        "metric": "cosine similarity per row, min and mean over the samples",
+        "samples": {
+            "images": int(inputs.pixel_values.shape[0]),
+            "images_from": "generated (gradients, stripes, noise, shapes; seeded)",
+            "captions": int(sum(f["input_ids"].shape[0] for f in inputs.texts)),
+            "sequence_lengths": [int(f["input_ids"].shape[1]) for f in inputs.texts],
+        },
+        "text_pooling": ckpt.text_pooling,
+        "thresholds": {"fp32_min": thresholds.fp32, "int8_min": thresholds.int8},
+    }
+    failures = []
+    for precision, towers in files.items():
+        got = measure(model_dir / towers["vision"], model_dir / towers["text"], inputs, ref)
+        limit = thresholds.fp32 if precision == "fp32" else thresholds.int8
+        for tower, stats in got.items():
+            result.setdefault(tower, {})[precision] = stats
+            if not stats["min"] >= limit:
+                failures.append(f"{tower} {precision} min cosine {stats['min']:.6f} < {limit}")
+    if failures:
+        flag = "--min-fp32-cosine / --min-int8-cosine"
+        raise FidelityError(
+            "exported model drifts from PyTorch: " + "; ".join(failures) + f" (thresholds: {flag})"
+        )
+    return result
+
+
+def _summary(cos: np.ndarray) -> dict[str, float]:
+    return {"min": round(float(cos.min()), 6), "mean": round(float(cos.mean()), 6)}
+
+
+def _check_shape(tower: str, got: np.ndarray, want: np.ndarray) -> None:
+    if got.shape != want.shape:
+        raise FidelityError(f"{tower} graph returns shape {got.shape}, PyTorch {want.shape}")
