@@ -226,6 +226,14 @@ class Catalog:
                     ),
                 )
 
+    def record_skipped(self, skipped: Sequence[tuple[str, str]]) -> None:
+        with self.conn:
+            self.conn.executemany(
+                "INSERT INTO skipped VALUES (?, ?) "
+                "ON CONFLICT(path) DO UPDATE SET reason=excluded.reason",
+                list(skipped),
+            )
+
     def update_captions(self, changes: Sequence[tuple[str, Sequence[str]]]) -> None:
         with self.conn:
             self.conn.executemany(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from clipsearch_onnx import __version__
@@ -185,3 +186,12 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:
         sys.stderr.close()  # `clipsearch search ... | head`: not an error
         return int(ExitCode.OK)
+    except Exception as exc:  # a bug or an environment problem: one line, traceback on request
+        if os.environ.get("CLIPSEARCH_DEBUG"):
+            raise
+        print(
+            f"clipsearch: unexpected error: {type(exc).__name__}: {exc} "
+            "(set CLIPSEARCH_DEBUG=1 for a traceback)",
+            file=sys.stderr,
+        )
+        return int(ExitCode.ERROR)

@@ -9,7 +9,6 @@ moved ones (same content hash) and drops deleted ones.
 from __future__ import annotations
 
 import hashlib
-import io
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -69,10 +68,7 @@ def _read(found: Found, preprocess) -> tuple[str, np.ndarray]:
     digest = hashlib.sha256(data).hexdigest()
     if not data:
         raise ImageError(found.path, "empty file")
-    try:
-        image = load_image(io.BytesIO(data))
-    except ImageError as exc:
-        raise ImageError(found.path, exc.reason) from None
+    image = load_image(found.path, data=data)
     return digest, preprocess([image])[0]
 
 
@@ -146,6 +142,7 @@ class Indexer:
             else:
                 report.skipped.append(entry)
                 self.progress.skip(*entry)
+        catalog.record_skipped(report.skipped)
         seen = {f.path for f in found}
         gone = {p: item for p, item in known.items() if p not in seen}
         todo: list[Found] = []

@@ -8,6 +8,7 @@ then float32, normalise in float32, channels first.
 
 from __future__ import annotations
 
+import io
 import os
 import warnings
 from collections.abc import Sequence
@@ -98,8 +99,12 @@ def to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB")
 
 
-def load_image(path: Path | str, *, draft: bool = False, min_side: int = 224) -> Image.Image:
+def load_image(
+    path: Path | str, *, data: bytes | None = None, draft: bool = False, min_side: int = 224
+) -> Image.Image:
     """Open, fully decode and upright an image as RGB, or raise ImageError naming the reason.
+
+    With `data`, decode those bytes (already read from `path`, which then only names the file).
 
     Animated images give their first frame. With `draft`, JPEGs are decoded at a reduced scale
     (1/2, 1/4 or 1/8) that still leaves both sides at least `min_side` pixels.
@@ -107,7 +112,7 @@ def load_image(path: Path | str, *, draft: bool = False, min_side: int = 224) ->
     limit = max_pixels()
     try:
         # Our own file handle: Pillow never holds it past this block, even for animations.
-        with open(path, "rb") as fh:
+        with io.BytesIO(data) if data is not None else open(path, "rb") as fh:
             with warnings.catch_warnings():
                 # Between Pillow's limit and twice it Pillow only warns; we refuse below.
                 warnings.simplefilter("ignore", Image.DecompressionBombWarning)

@@ -32,7 +32,7 @@ class Settings:
     """Images per inference batch; also the commit unit when indexing."""
 
     def resolved_index_dir(self) -> Path:
-        return self.index_dir or paths.default_index_dir()
+        return (self.index_dir or paths.default_index_dir()).absolute()
 
 
 _ENV = {
