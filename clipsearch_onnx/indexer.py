@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections import deque
-from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,7 +23,7 @@ from clipsearch_onnx.encoder import Encoder
 from clipsearch_onnx.errors import ImageError, InputError
 from clipsearch_onnx.index import DEFAULT_IVF_THRESHOLD
 from clipsearch_onnx.lock import WriteLock
-from clipsearch_onnx.preprocess import load_image
+from clipsearch_onnx.pipeline import decoded_batches
 from clipsearch_onnx.scan import Found, scan
 
 
@@ -55,21 +53,6 @@ class Progress:
     start: Callable[[str, int], None] = lambda stage, total: None
     advance: Callable[[int], None] = lambda n: None
     skip: Callable[[str, str], None] = lambda path, reason: None
-
-
-def _read(found: Found, preprocess) -> tuple[str, np.ndarray]:
-    """Reads a file once: its sha256 and its preprocessed pixels. Runs in a worker thread
-    (Pillow and numpy release the GIL, so decoding overlaps inference)."""
-    try:
-        with open(found.path, "rb") as fh:
-            data = fh.read()
-    except OSError as exc:
-        raise ImageError(found.path, f"cannot read: {exc.strerror}") from exc
-    digest = hashlib.sha256(data).hexdigest()
-    if not data:
-        raise ImageError(found.path, "empty file")
-    image = load_image(found.path, data=data)
-    return digest, preprocess([image])[0]
 
 
 def _sha256(path: str) -> str | None:
@@ -229,7 +212,9 @@ class Indexer:
             resolved.clear()
 
         try:
-            for batch in self._batches(todo):
+            for batch in decoded_batches(
+                todo, lambda f: f.path, self.encoder.preprocess, self.batch_size, self.workers
+            ):
                 good: list[tuple[Found, str, np.ndarray]] = []
                 for f, outcome in batch:
                     if isinstance(outcome, ImageError):
@@ -256,31 +241,3 @@ class Indexer:
                     commit()
         finally:
             commit()  # keep finished work even when interrupted
-
-    def _batches(self, todo: list[Found]) -> Iterator[list[tuple[Found, object]]]:
-        """Batches of (file, (sha256, pixels) | ImageError), decoded ahead in worker threads."""
-        preprocess = self.encoder.preprocess
-        with ThreadPoolExecutor(self.workers, thread_name_prefix="decode") as pool:
-            queue: deque[tuple[Found, Future]] = deque()
-            it = iter(todo)
-            ahead = self.batch_size * 3
-            for f in it:
-                queue.append((f, pool.submit(_read, f, preprocess)))
-                if len(queue) >= ahead:
-                    break
-            batch: list[tuple[Found, object]] = []
-            while queue:
-                f, fut = queue.popleft()
-                try:
-                    outcome: object = fut.result()
-                except ImageError as exc:
-                    outcome = exc
-                nxt = next(it, None)
-                if nxt is not None:
-                    queue.append((nxt, pool.submit(_read, nxt, preprocess)))
-                batch.append((f, outcome))
-                if len(batch) == self.batch_size:
-                    yield batch
-                    batch = []
-            if batch:
-                yield batch
