@@ -159,6 +159,50 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--image", action="append", default=[], metavar="PATH", help="repeatable")
     _common(p, index=False)
 
+    p = sub.add_parser(
+        "eval",
+        help="recall@1/5/10 on a captioned set (Flickr8k protocol)",
+        description="Text-to-image and image-to-text recall@K over the test split "
+        "(Flickr8k: 1,000 images, 5,000 captions), for each precision asked for.",
+        epilog=EXIT_CODES,
+        formatter_class=fmt,
+    )
+    p.add_argument(
+        "--dataset",
+        metavar="DIR",
+        help="Flickr8k-style folder: Images/, captions.txt, Flickr_8k.testImages.txt",
+    )
+    p.add_argument("--images", metavar="DIR", help="image folder (instead of --dataset)")
+    p.add_argument("--captions", metavar="FILE", help="captions file (with --images)")
+    p.add_argument("--split", metavar="FILE", help="file names to evaluate on (with --images)")
+    p.add_argument("--whole", action="store_true", help="use every captioned image, not the split")
+    p.add_argument("--model", metavar="DIR", help="exported model folder")
+    p.add_argument(
+        "--precision",
+        dest="precisions",
+        default="fp32,int8",
+        metavar="LIST",
+        help="fp32, int8, or fp32,int8 (default)",
+    )
+    p.add_argument("--threads", type=int, metavar="N")
+    p.add_argument("--batch-size", type=int, metavar="N")
+    p.add_argument("--json", action="store_true", help="JSON output")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+
+    p = sub.add_parser(
+        "dataset",
+        help="download a public dataset (Flickr8k)",
+        epilog=EXIT_CODES,
+        formatter_class=fmt,
+    )
+    p.add_argument("name", choices=("flickr8k",))
+    p.add_argument(
+        "--dest", default="data/flickr8k", metavar="DIR", help="where to lay it out (data/flickr8k)"
+    )
+
+    p = sub.add_parser("tui", help="the terminal UI", epilog=EXIT_CODES, formatter_class=fmt)
+    _common(p)
+
     from clipsearch_onnx import commands
 
     for name, func in (
@@ -167,6 +211,9 @@ def build_parser() -> argparse.ArgumentParser:
         ("info", commands.cmd_info),
         ("import", commands.cmd_import),
         ("embed", commands.cmd_embed),
+        ("eval", commands.cmd_eval),
+        ("dataset", commands.cmd_dataset),
+        ("tui", commands.cmd_tui),
     ):
         sub.choices[name].set_defaults(func=func)
     return parser

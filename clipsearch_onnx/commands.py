@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from clipsearch_onnx.errors import ExitCode, InputError
+from clipsearch_onnx.errors import ClipSearchError, ExitCode, InputError
 
 
 def _settings(args: argparse.Namespace):
@@ -247,3 +247,94 @@ def cmd_import(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     return ExitCode.OK
+
+
+# -- eval ---------------------------------------------------------------------------------------
+def _eval_inputs(args: argparse.Namespace) -> tuple[Path, Path, Path | None]:
+    if args.dataset:
+        root = Path(args.dataset).expanduser()
+        images = root / "Images"
+        captions = next(
+            (p for p in (root / "captions.txt", root / "Flickr8k.token.txt") if p.exists()),
+            root / "captions.txt",
+        )
+        split = root / "Flickr_8k.testImages.txt"
+        return images, captions, (None if args.whole or not split.exists() else split)
+    if not (args.images and args.captions):
+        raise InputError("give --dataset DIR, or --images DIR with --captions FILE")
+    split = Path(args.split).expanduser() if args.split and not args.whole else None
+    return Path(args.images).expanduser(), Path(args.captions).expanduser(), split
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from clipsearch_onnx.encoder import Encoder
+    from clipsearch_onnx.evaluate import EvalSet, evaluate
+    from clipsearch_onnx.manifest import Manifest
+    from clipsearch_onnx.paths import default_model_dir
+    from clipsearch_onnx.progressbar import Bar
+
+    settings = _settings(args)
+    precisions = [p.strip() for p in args.precisions.split(",") if p.strip()]
+    if not precisions or any(p not in ("fp32", "int8") for p in precisions):
+        raise InputError(
+            f"--precision takes fp32, int8 or both (fp32,int8), not {args.precisions!r}"
+        )
+    images, captions, split = _eval_inputs(args)
+    if not images.is_dir():
+        raise InputError(f"image folder {images} does not exist")
+    data, warnings = EvalSet.load(images, captions, split)
+    manifest = Manifest.load(settings.model_dir or default_model_dir())
+    bar = Bar(enabled=not args.quiet)
+    report: dict[str, Any] = {
+        "model": manifest.source.get("model"),
+        "split": str(split) if split else "all",
+    }
+    for precision in precisions:
+        encoder = Encoder(manifest, precision, settings.threads)
+        report[precision] = evaluate(
+            data, encoder, batch_size=settings.batch_size, start=bar.start, advance=bar.advance
+        )
+    bar.finish()
+    for line in [*warnings[:5], *(s for p in precisions for s in report[p]["skipped"][:5])]:
+        print(f"warning: {line}", file=sys.stderr)
+    if args.json:
+        _print_json(report)
+        return ExitCode.OK
+    print(f"{len(data.paths)} images, {len(data.captions)} captions ({report['split']})")
+    print(
+        f"{'':6} {'t2i R@1':>8} {'R@5':>6} {'R@10':>6}  {'i2t R@1':>8} {'R@5':>6} {'R@10':>6}"
+        f"  {'img/s':>7} {'query/s':>8}"
+    )
+    for precision in precisions:
+        r = report[precision]
+        t, i = r["t2i"], r["i2t"]
+        print(
+            f"{precision:6} {t['R@1']:8.1f} {t['R@5']:6.1f} {t['R@10']:6.1f}  "
+            f"{i['R@1']:8.1f} {i['R@5']:6.1f} {i['R@10']:6.1f}  "
+            f"{r['images_per_s']:7.1f} {r['queries_per_s']:8.1f}"
+        )
+    return ExitCode.OK
+
+
+# -- dataset ------------------------------------------------------------------------------------
+def cmd_dataset(args: argparse.Namespace) -> int:
+    from clipsearch_onnx.dataset import fetch_flickr8k
+    from clipsearch_onnx.progressbar import Bar
+
+    bar = Bar(unit="B")
+    dest = fetch_flickr8k(Path(args.dest).expanduser(), start=bar.start, advance=bar.advance)
+    bar.finish()
+    print(f"Flickr8k is ready in {dest} (Images/, captions.txt, split files)", file=sys.stderr)
+    return ExitCode.OK
+
+
+# -- tui ----------------------------------------------------------------------------------------
+def cmd_tui(args: argparse.Namespace) -> int:
+    try:
+        from clipsearch_tui.app import run
+    except ImportError as exc:
+        raise ClipSearchError(
+            f"the terminal UI needs the `tui` extra ({exc.name} is missing): "
+            "pip install 'clipsearch-onnx[tui]'"
+        ) from None
+    return run(_settings(args))

@@ -67,21 +67,22 @@ def _stretch_to_8bit(img: Image.Image) -> Image.Image:
     return Image.fromarray(np.clip(np.rint(arr), 0, 255).astype(np.uint8), "L")
 
 
-def _cmyk_to_rgb(img: Image.Image) -> Image.Image:
-    profile = img.info.get("icc_profile")
-    if profile:
-        try:
-            from io import BytesIO
+def _profile_to_srgb(img: Image.Image) -> Image.Image | None:
+    """CMYK with an embedded ICC profile, or CIELAB, -> sRGB via littleCMS; None if impossible."""
+    try:
+        from io import BytesIO
 
-            from PIL import ImageCms
+        from PIL import ImageCms
 
-            src = ImageCms.ImageCmsProfile(BytesIO(profile))
-            return ImageCms.profileToProfile(
-                img, src, ImageCms.createProfile("sRGB"), outputMode="RGB"
-            )
-        except Exception:  # a broken or unusable profile: fall back to the plain formula
-            pass
-    return img.convert("RGB")
+        if img.mode == "LAB":
+            src = ImageCms.createProfile("LAB")
+        elif img.info.get("icc_profile"):
+            src = ImageCms.ImageCmsProfile(BytesIO(img.info["icc_profile"]))
+        else:
+            return None
+        return ImageCms.profileToProfile(img, src, ImageCms.createProfile("sRGB"), outputMode="RGB")
+    except Exception:  # no littleCMS, or a broken profile: the plain formula will do
+        return None
 
 
 def to_rgb(img: Image.Image) -> Image.Image:
@@ -91,8 +92,10 @@ def to_rgb(img: Image.Image) -> Image.Image:
         return img
     if mode in ("I", "F") or mode.startswith("I;16"):
         return _stretch_to_8bit(img).convert("RGB")
-    if mode == "CMYK":
-        return _cmyk_to_rgb(img)
+    if mode in ("CMYK", "LAB"):
+        # Pillow's own CMYK formula ignores the ink profile and its LAB conversion is wrong.
+        converted = _profile_to_srgb(img)
+        return converted if converted is not None else img.convert("RGB")
     if mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in img.info:
         rgba = img.convert("RGBA")
         return Image.alpha_composite(Image.new("RGBA", img.size, WHITE), rgba).convert("RGB")
@@ -143,7 +146,7 @@ def load_image(
         raise ImageError(path, "not an image, or a format Pillow cannot read") from None
     except OSError as exc:
         reason = str(exc) or type(exc).__name__
-        if "truncated" in reason or "broken data stream" in reason:
+        if "truncated" in reason.lower() or "broken data stream" in reason:
             reason = f"truncated or damaged image data ({reason})"
         raise ImageError(path, f"cannot decode: {reason}") from None
     except (SyntaxError, ValueError, EOFError, MemoryError) as exc:
