@@ -8,6 +8,7 @@ MODEL  ?= openai/clip-vit-base-patch32
 OUT    ?= models/clip-vit-b32
 DATA   ?= data/flickr8k
 INDEX  ?= $(DATA)/index
+TUI_INDEX ?= $(if $(wildcard $(INDEX)/index.json),$(INDEX),data/demo/index)
 
 .PHONY: help setup export index eval demo tui test lint bench clean
 
@@ -35,8 +36,8 @@ eval: setup  ## Flickr8k recall@K on the 1k test split, fp32 and int8
 demo: setup  ## the whole pipeline offline on a small trained model and generated data
 	$(PY) -m demo
 
-tui: setup  ## open the terminal UI on the demo index (INDEX=dir to choose another)
-	$(VENV)/bin/clipsearch tui --index $(INDEX)
+tui: setup  ## open the terminal UI (INDEX=dir; default: Flickr8k's index, else the demo's)
+	$(VENV)/bin/clipsearch tui --index $(TUI_INDEX)
 
 test: setup  ## run every test
 	$(PY) -m pytest -q
