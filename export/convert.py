@@ -83,6 +83,9 @@ def _export(module, args, path, input_names, output_name, dynamic_axes, opset) -
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
         # eos pooling indexes rows by argmax positions, which are never negative
         warnings.filterwarnings("ignore", message="Exporting aten::index operator")
+        # dynamo=False is deliberate: the TorchScript exporter handles these towers with dynamic
+        # batch and sequence axes in one call; its deprecation notice is not news to the user
+        warnings.simplefilter("ignore", DeprecationWarning)
         torch.onnx.export(
             module,
             args,

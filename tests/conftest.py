@@ -8,6 +8,8 @@ import pytest
 
 from tests.factories import make_tiny_clip
 
+pytest_plugins = ["tests.fixtures_export"]
+
 
 @pytest.fixture(scope="session")
 def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
