@@ -258,8 +258,8 @@ def _eval_inputs(args: argparse.Namespace) -> tuple[Path, Path, Path | None]:
             (p for p in (root / "captions.txt", root / "Flickr8k.token.txt") if p.exists()),
             root / "captions.txt",
         )
-        split = root / "Flickr_8k.testImages.txt"
-        return images, captions, (None if args.whole or not split.exists() else split)
+        test_split = root / "Flickr_8k.testImages.txt"
+        return images, captions, (None if args.whole or not test_split.exists() else test_split)
     if not (args.images and args.captions):
         raise InputError("give --dataset DIR, or --images DIR with --captions FILE")
     split = Path(args.split).expanduser() if args.split and not args.whole else None

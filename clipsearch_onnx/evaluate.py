@@ -45,7 +45,9 @@ class EvalSet:
             except OSError as exc:
                 raise InputError(f"cannot read split file {split}: {exc.strerror}") from exc
             wanted.discard("")
-        paths, caps, owners = [], [], []
+        paths: list[str] = []
+        caps: list[str] = []
+        owners: list[int] = []
         for entry in scan(images):
             if not isinstance(entry, Found):
                 continue

@@ -97,6 +97,7 @@ def build_faiss(
 
     count, dim = vectors.shape
     chunk = 65536
+    index: Any
     if kind == "flat":
         index = faiss.IndexFlatIP(dim)
     elif kind in ("ivf-sq8", "ivf-pq"):

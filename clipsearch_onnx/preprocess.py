@@ -74,6 +74,7 @@ def _profile_to_srgb(img: Image.Image) -> Image.Image | None:
 
         from PIL import ImageCms
 
+        src: ImageCms.ImageCmsProfile | ImageCms.core.CmsProfile
         if img.mode == "LAB":
             src = ImageCms.createProfile("LAB")
         elif img.info.get("icc_profile"):

@@ -130,7 +130,7 @@ class Searcher:
                 f"the catalog in {self.index_dir} lacks entries the vector index refers to "
                 "(damaged); rebuild with `clipsearch index PHOTOS --rebuild`"
             )
-        results = []
+        results: list[Result] = []
         for score, i in pairs:
             item = items.get(i)
             if item is not None and len(results) < k:
