@@ -208,21 +208,25 @@ class Catalog:
             self.conn.executemany("DELETE FROM skipped WHERE path = ?", [(p,) for p in resolved])
 
     def move(self, moves: Sequence[tuple[Item, NewItem]]) -> None:
-        """Re-points existing embeddings at new paths (files moved or renamed: same content)."""
+        """Re-points existing embeddings at new paths (files moved or renamed: same content).
+
+        The old row is updated in place: the old path goes away and the catalog id is kept, so
+        the published vector index still resolves to the file under its new name."""
         with self.conn:
             for old, new in moves:
-                self.conn.execute("DELETE FROM images WHERE path = ?", (new.path,))
                 self.conn.execute(
-                    "INSERT INTO images (path, size, mtime_ns, sha256, captions, shard, row) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    "DELETE FROM images WHERE path = ? AND id != ?", (new.path, old.id)
+                )
+                self.conn.execute(
+                    "UPDATE images SET path = ?, size = ?, mtime_ns = ?, sha256 = ?, captions = ? "
+                    "WHERE id = ?",
                     (
                         new.path,
                         new.size,
                         new.mtime_ns,
                         new.sha256,
                         json.dumps(list(new.captions)),
-                        old.shard,
-                        old.row,
+                        old.id,
                     ),
                 )
 
