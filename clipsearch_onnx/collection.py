@@ -81,6 +81,13 @@ def check_model(catalog: Catalog, manifest: Manifest, precision: str) -> None:
         )
 
 
+def mark_unpublished(catalog: Catalog) -> None:
+    """Records that the catalog is about to change ahead of the published vectors, so a searcher
+    knows that vectors without a catalog row are files an unfinished run replaced or removed
+    (not damage) until `publish_catalog` runs."""
+    catalog.set_meta(unpublished="1")
+
+
 def publish_catalog(
     index_dir: Path,
     catalog: Catalog,
@@ -121,6 +128,7 @@ def publish_catalog(
     published = vector_index.publish(
         index_dir, vectors, ids, kind=kind, info=info, progress=progress
     )
+    catalog.set_meta(unpublished="0")
     for name in catalog.drop_unused_shards():
         shutil.rmtree(index_dir / SHARDS / name, ignore_errors=True)
     return published

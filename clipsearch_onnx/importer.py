@@ -50,6 +50,7 @@ def import_shards(
             precision = precision or meta.get("precision") or manifest.default_precision
             collection.check_model(catalog, manifest, precision)
             collection.clean_leftovers(index_dir, catalog)
+            collection.mark_unpublished(catalog)
             validated = [(d, shards.read_shard(d, manifest.embedding_dim)) for d in shard_dirs]
             progress("importing", sum(len(items) for _, (_, items) in validated))
             for source, (_emb, items) in validated:

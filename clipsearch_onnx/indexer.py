@@ -99,6 +99,7 @@ class Indexer:
             try:
                 collection.check_model(catalog, self.encoder.manifest, self.encoder.precision)
                 report.leftovers_cleaned = collection.clean_leftovers(self.index_dir, catalog)
+                collection.mark_unpublished(catalog)
                 self._update(root, catalog, caption_map, report)
                 self.progress.start("publishing", catalog.count())
                 collection.publish_catalog(

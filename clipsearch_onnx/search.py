@@ -125,7 +125,9 @@ class Searcher:
         pairs = [(float(s), int(i)) for s, i in zip(scores[0], ids[0], strict=True) if i >= 0]
         items = self.catalog.by_ids(i for _, i in pairs)
         missing = [i for _, i in pairs if i not in items]
-        if missing and not is_locked(self.index_dir):
+        # Vectors whose rows are gone belong to files an index run replaced or removed: normal
+        # while it runs or after it was killed before publishing; damage otherwise.
+        if missing and not is_locked(self.index_dir) and not self._unpublished():
             raise IndexCorrupt(
                 f"the catalog in {self.index_dir} lacks entries the vector index refers to "
                 "(damaged); rebuild with `clipsearch index PHOTOS --rebuild`"
@@ -136,6 +138,9 @@ class Searcher:
             if item is not None and len(results) < k:
                 results.append(Result(len(results) + 1, score, item.path, item.captions, i))
         return results
+
+    def _unpublished(self) -> bool:
+        return self.catalog.meta().get("unpublished") == "1"
 
     def info(self) -> IndexInfo:
         return _info(self.index_dir, self.vectors, self.catalog)
