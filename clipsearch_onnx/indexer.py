@@ -203,7 +203,9 @@ class Indexer:
             catalog.commit_shard(
                 name,
                 pending,
-                replaced=[i.path for i in pending if i.path in known],
+                # A changed file that no longer decodes loses its old embedding too.
+                replaced=[i.path for i in pending if i.path in known]
+                + [p for p, _ in skipped if p in known],
                 skipped=skipped,
                 resolved=resolved,
             )
