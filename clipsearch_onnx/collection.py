@@ -88,6 +88,15 @@ def mark_unpublished(catalog: Catalog) -> None:
     catalog.set_meta(unpublished="1")
 
 
+def rows_may_be_missing(catalog: Catalog, generation: int) -> bool:
+    """True when vectors of `generation` may legitimately lack catalog rows: a run changed the
+    catalog after publishing it (and may have been killed), or a newer generation exists. A
+    catalog older than the generation (it lost commits) is damaged."""
+    meta = catalog.meta()
+    published = int(meta.get("generation") or 0)
+    return published > generation or (published == generation and meta.get("unpublished") == "1")
+
+
 def publish_catalog(
     index_dir: Path,
     catalog: Catalog,
@@ -126,7 +135,13 @@ def publish_catalog(
         "precision": meta.get("precision"),
     }
     published = vector_index.publish(
-        index_dir, vectors, ids, kind=kind, info=info, progress=progress
+        index_dir,
+        vectors,
+        ids,
+        kind=kind,
+        info=info,
+        progress=progress,
+        before_switch=lambda generation: catalog.set_meta(generation=str(generation)),
     )
     catalog.set_meta(unpublished="0")
     for name in catalog.drop_unused_shards():

@@ -158,10 +158,12 @@ def publish(
     kind: str,
     info: dict[str, Any],
     progress: Callable[[int], None] | None = None,
+    before_switch: Callable[[int], None] | None = None,
 ) -> dict[str, Any]:
     """Writes a new generation from `vectors` (rows in the order of `ids`) and makes it current.
 
-    `info` (model, precision, ...) is stored in index.json beside the files' records.
+    `info` (model, precision, ...) is stored in index.json beside the files' records;
+    `before_switch(generation)` runs once the files are safely written, just before the switch.
     """
     import faiss
 
@@ -198,6 +200,8 @@ def publish(
         "updated": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         **info,
     }
+    if before_switch:
+        before_switch(generation)
     _write_json_atomic(index_dir / INDEX_JSON, meta)
     # Keep the generation just replaced (a reader may be opening it); remove older ones.
     keep = {faiss_name, ids_name}

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from clipsearch_onnx.catalog import Catalog
+from clipsearch_onnx.collection import rows_may_be_missing
 from clipsearch_onnx.encoder import Encoder, normalise
 from clipsearch_onnx.errors import IndexCorrupt, InputError, ModelError
 from clipsearch_onnx.index import VectorIndex
@@ -127,7 +128,7 @@ class Searcher:
         missing = [i for _, i in pairs if i not in items]
         # Vectors whose rows are gone belong to files an index run replaced or removed: normal
         # while it runs or after it was killed before publishing; damage otherwise.
-        if missing and not is_locked(self.index_dir) and not self._unpublished():
+        if missing and not is_locked(self.index_dir) and not self._rows_may_be_missing():
             raise IndexCorrupt(
                 f"the catalog in {self.index_dir} lacks entries the vector index refers to "
                 "(damaged); rebuild with `clipsearch index PHOTOS --rebuild`"
@@ -139,8 +140,8 @@ class Searcher:
                 results.append(Result(len(results) + 1, score, item.path, item.captions, i))
         return results
 
-    def _unpublished(self) -> bool:
-        return self.catalog.meta().get("unpublished") == "1"
+    def _rows_may_be_missing(self) -> bool:
+        return rows_may_be_missing(self.catalog, int(self.vectors.meta.get("generation", 0)))
 
     def info(self) -> IndexInfo:
         return _info(self.index_dir, self.vectors, self.catalog)
