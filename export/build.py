@@ -107,7 +107,7 @@ def _export_into(work, source, revision, settings, thresholds, opset) -> dict:
 
 
 def _calibration(ckpt) -> dict[str, list[dict]]:
-    inputs = verify.sample_inputs(ckpt, images=32)
+    inputs = verify.sample_inputs(ckpt, images=32, seed=1)  # not the images verified on
     images = [{"pixel_values": inputs.pixel_values[i : i + 8]} for i in range(0, 32, 8)]
     return {"vision": images, "text": inputs.texts}
 

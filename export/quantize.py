@@ -25,9 +25,11 @@ class QuantSettings:
     activation_type: str = "QUInt8"  # static only (dynamic is always uint8)
     reduce_range: bool = False  # 7-bit weights: avoids u8*s8 int16 saturation on AVX2 w/o VNNI
     op_types: tuple[str, ...] = ("MatMul", "Gemm", "Gather")
-    # none: the exported graph; pre_process: onnxruntime's quant_pre_process (shape inference +
-    # basic graph optimisation); ort_fusion: onnxruntime.transformers' CLIP fusions (Attention,
-    # LayerNorm, Gelu) so that attention becomes one QAttention op.
+    # none: the exported graph (onnxruntime still optimises the quantised graph when loading it);
+    # pre_process: onnxruntime's quant_pre_process (symbolic shape inference + basic graph
+    # optimisation) first; ort_fusion: onnxruntime.transformers' CLIP fusions (Attention,
+    # SkipLayerNorm, QuickGelu) first, so that with "Attention" in op_types attention becomes
+    # one QAttention op.
     preprocess: str = "none"
     calibration: str = "MinMax"  # static only: MinMax | Entropy | Percentile
 
@@ -70,7 +72,7 @@ def quantize(
     """
     if settings.preprocess not in PREPROCESS:
         raise ValueError(f"preprocess must be one of {PREPROCESS}, not {settings.preprocess!r}")
-    hint = _DropHint("consider to run pre-processing")  # measured: see quant_study
+    hint = _DropHint("pre-processing")  # measured: see quant_study
     logging.getLogger().addFilter(hint)
     try:
         _quantize(src, dst, settings, num_heads, hidden_size, calibration)
@@ -117,18 +119,23 @@ def _quantize(src, dst, settings, num_heads, hidden_size, calibration) -> None:
 def _preprocess(src: Path, tmp: Path, how: str, num_heads: int, hidden_size: int) -> Path:
     if how == "none":
         return src
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
     out = tmp / "preprocessed.onnx"
     if how == "pre_process":
-        from onnxruntime.quantization.shape_inference import quant_pre_process
-
-        quant_pre_process(str(src), str(out), skip_symbolic_shape=False)
+        # auto_merge: the text tower's mask arithmetic leaves symbolic dims the inference must
+        # unify (without it: "Incomplete symbolic shape inference")
+        quant_pre_process(str(src), str(out), auto_merge=True)
         return out
     from onnxruntime.transformers.optimizer import optimize_model
 
+    fused = tmp / "fused.onnx"
     optimized = optimize_model(
         str(src), model_type="clip", num_heads=num_heads, hidden_size=hidden_size, opt_level=1
     )
-    optimized.save_model_to_file(str(out))
+    optimized.save_model_to_file(str(fused))
+    # the fused graph has no value_info for its new tensors; the quantiser needs their types
+    quant_pre_process(str(fused), str(out), skip_optimization=True, auto_merge=True)
     return out
 
 

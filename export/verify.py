@@ -33,8 +33,8 @@ class Inputs:
     texts: list[dict[str, np.ndarray]]  # feeds of input_ids + attention_mask, distinct L each
 
 
-def sample_inputs(ckpt, images: int = 16) -> Inputs:
-    pixels = ckpt.image_processor(samples.images(images), return_tensors="np")["pixel_values"]
+def sample_inputs(ckpt, images: int = 16, seed: int = 0) -> Inputs:
+    pixels = ckpt.image_processor(samples.images(images, seed), return_tensors="np")["pixel_values"]
     caps = samples.captions()
     batches = [caps, caps[:5], ["a cat"]]  # padded to 77 (the long one), to ~15, to 4 tokens
     texts = []
