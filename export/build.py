@@ -132,5 +132,7 @@ def _replace(work: Path, out: Path) -> None:
         old = out.parent / f".{out.name}.old-{os.getpid()}"
         out.rename(old)
     work.rename(out)
-    if old is not None:
+    if old is not None and old.is_dir():
         shutil.rmtree(old, ignore_errors=True)
+    elif old is not None:
+        old.unlink()

@@ -207,3 +207,36 @@ def test_hub_id_offline_fails_with_one_clear_line(tmp_path):
     assert len(errors) == 1 and "offline" in errors[0] and "--model DIR" in errors[0]
     assert "Traceback" not in proc.stderr
     assert not (tmp_path / "m").exists()
+
+
+def test_hub_id_downloads_only_needed_files_at_a_pinned_commit(
+    export_checkpoint, tmp_path, monkeypatch
+):
+    """The network is the one edge faked here: model_info and snapshot_download."""
+    import huggingface_hub
+
+    from export import checkpoint
+
+    sha = "0123456789abcdef0123456789abcdef01234567"
+    files = ["config.json", "model.safetensors", "pytorch_model.bin", "flax_model.msgpack"]
+    calls = []
+
+    class Info:
+        def __init__(self):
+            self.sha = sha
+            self.siblings = [type("Sibling", (), {"rfilename": f})() for f in files]
+
+    def fake_snapshot_download(repo_id, revision, allow_patterns, **kwargs):
+        calls.append((repo_id, revision, allow_patterns, kwargs))
+        target = tmp_path / "snapshots" / revision
+        shutil.copytree(export_checkpoint, target)
+        return str(target)
+
+    monkeypatch.setattr(huggingface_hub.HfApi, "model_info", lambda self, repo, revision: Info())
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", fake_snapshot_download)
+    folder, revision = checkpoint.resolve("someone/tiny-clip", "main")
+    assert revision == sha and folder == tmp_path / "snapshots" / sha
+    [(repo_id, pinned, patterns, kwargs)] = calls
+    assert (repo_id, pinned) == ("someone/tiny-clip", sha)
+    assert "model.safetensors" in patterns and "pytorch_model.bin" not in patterns
+    assert not kwargs.get("local_files_only")
