@@ -26,7 +26,9 @@ def parse_captions(text: str) -> tuple[dict[str, list[str]], list[str]]:
     """Captions by image name, plus one warning per line that could not be used."""
     captions: dict[str, list[str]] = defaultdict(list)
     warnings: list[str] = []
-    lines = text.splitlines()
+    # Lines end at "\n" only: str.splitlines() would also cut at form feeds, U+2028 and the
+    # like inside a caption.
+    lines = [line.removesuffix("\r") for line in text.split("\n")]
     first = lines[0].strip().lower() if lines else ""
     if first.startswith("image,caption"):
         rows = csv.reader(io.StringIO(text))
