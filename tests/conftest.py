@@ -8,7 +8,7 @@ import pytest
 
 from tests.factories import make_tiny_clip
 
-pytest_plugins = ["tests.fixtures_export", "tests.fixtures_collection"]
+pytest_plugins = ["tests.fixtures_export", "tests.fixtures_index", "tests.fixtures_collection"]
 
 
 @pytest.fixture(scope="session")
