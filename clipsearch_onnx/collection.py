@@ -22,7 +22,7 @@ import numpy as np
 from clipsearch_onnx import index as vector_index
 from clipsearch_onnx import shards
 from clipsearch_onnx.catalog import Catalog
-from clipsearch_onnx.errors import IndexCorrupt, ModelError
+from clipsearch_onnx.errors import IndexCorrupt, IndexError_, ModelError
 from clipsearch_onnx.manifest import Manifest
 
 SHARDS = "shards"
@@ -147,6 +147,23 @@ def publish_catalog(
     for name in catalog.drop_unused_shards():
         shutil.rmtree(index_dir / SHARDS / name, ignore_errors=True)
     return published
+
+
+def write_failed(index_dir: Path, exc: Exception) -> IndexError_:
+    """The error for a write that failed (disk full, read-only folder, ...) part-way through a
+    run: it says what still stands, since every step before publishing leaves that intact."""
+    try:
+        state = (
+            f"searches still use the last complete index "
+            f"({vector_index.read_meta(index_dir).get('count')} images)"
+        )
+    except IndexError_:
+        state = "no index has been published there yet"
+    reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+    return IndexError_(
+        f"could not write to the index in {index_dir}: {reason}; {state}, and finished batches "
+        "are kept: fix the cause and run the same command again"
+    )
 
 
 def wipe(index_dir: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import sqlite3
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -83,6 +84,8 @@ def import_shards(
                 progress=advance,
             )
             report.count = catalog.count()
+        except (OSError, sqlite3.OperationalError) as exc:
+            raise collection.write_failed(index_dir, exc) from exc
         finally:
             catalog.close()
     return report

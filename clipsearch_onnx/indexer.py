@@ -9,6 +9,7 @@ moved ones (same content hash) and drops deleted ones.
 from __future__ import annotations
 
 import hashlib
+import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -110,6 +111,8 @@ class Indexer:
                     progress=self.progress.advance,
                 )
                 report.count = catalog.count()
+            except (OSError, sqlite3.OperationalError) as exc:
+                raise collection.write_failed(self.index_dir, exc) from exc
             finally:
                 catalog.close()
         report.seconds = time.monotonic() - started
