@@ -26,8 +26,6 @@ from clipsearch_tui.results import ResultsTable, column_widths
 from clipsearch_tui.status import model_label
 from tests.fixtures_index import IndexedCollection
 
-pytest.importorskip("textual")
-
 SIZE = (160, 48)
 TEXT = "a dog running on the beach"
 
