@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 import random
-import shutil
 import sqlite3
 import subprocess
 import sys
@@ -196,21 +195,3 @@ def indexed_flickr(exported_model: Path, tmp_path_factory: pytest.TempPathFactor
     )
     assert run.returncode == 0, run.stderr
     return IndexedFlickr(flickr, exported_model, index, home, run)
-
-
-def copy_flickr(src: Flickr, dest: Path) -> Flickr:
-    """A private copy of a Flickr folder (for tests that change files)."""
-    shutil.copytree(src.root / "Images", dest / "Images", symlinks=True)
-    shutil.copy2(src.captions_file, dest / "captions.txt")
-
-    def moved(p: Path) -> Path:
-        return dest / p.relative_to(src.root)
-
-    return Flickr(
-        dest,
-        dest / "Images",
-        dest / "captions.txt",
-        [moved(p) for p in src.good],
-        [moved(p) for p in src.broken],
-        dict(src.captions),
-    )

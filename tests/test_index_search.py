@@ -107,16 +107,28 @@ def test_flat_results_equal_brute_force(tmp_path, exported_model, seeded_vectors
     s.close()
 
 
+@pytest.fixture
+def one_faiss_thread():
+    """k-means training in OpenMP threads crawls when the test machine's cores are busy."""
+    import faiss
+
+    threads = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(1)
+    yield
+    faiss.omp_set_num_threads(threads)
+
+
 @pytest.mark.slow
+@pytest.mark.usefixtures("one_faiss_thread")
 @pytest.mark.parametrize(
-    "kind, size, min_recall, min_top1", [("ivf-sq8", 6000, 0.9, 0.97), ("ivf-pq", 3000, 0.5, 0.9)]
+    "kind, size, min_recall, min_top1", [("ivf-sq8", 6000, 0.9, 0.97), ("ivf-pq", 2000, 0.5, 0.9)]
 )
 def test_ivf_recall_against_exact(
     tmp_path, exported_model, seeded_vectors, kind, size, min_recall, min_top1
 ):
     """IVF answers approximately: recall@10 against the exact top 10, and how often the true
     nearest neighbour is among the 10 returned. (ivf-pq at D=24 packs a vector in 8 bytes; its
-    training is slow, hence fewer vectors.)"""
+    training is the slowest, hence fewer vectors.)"""
     base, queries = seeded_vectors
     base = base[:size]
     index_dir = import_vectors(tmp_path, base, exported_model, kind)
