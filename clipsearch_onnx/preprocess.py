@@ -125,6 +125,11 @@ def load_image(
             if limit is not None and width * height > limit:
                 detail = f"{width}x{height} = {width * height:,} pixels"
                 raise ImageError(path, _too_large(detail, limit))
+            if img.format == "PNG":
+                # Decoding skips chunk CRCs; verify() checks them, so damaged PNGs are refused.
+                img.verify()
+                fh.seek(0)
+                img = Image.open(fh)
             if draft and img.format == "JPEG":
                 img.draft("RGB", (min_side, min_side))
             img.load()  # decode everything now, so a truncated file fails here

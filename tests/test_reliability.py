@@ -133,11 +133,6 @@ def test_odd_but_valid_files_are_indexed_and_invalid_ones_named(tmp_path, export
     assert str(photos / "bomb.png") in catalog_paths(index)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="load_image does not check PNG chunk CRCs: an IDAT chunk with a wrong CRC (or with "
-    "damaged bytes that still inflate) decodes (fix in preprocess.py: verify() PNGs first)",
-)
 def test_png_with_a_bad_idat_checksum_is_refused(tmp_path):
     from clipsearch_onnx.errors import ImageError
     from clipsearch_onnx.preprocess import load_image
