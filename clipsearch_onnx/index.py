@@ -31,6 +31,7 @@ INDEX_TYPES = ("auto", "flat", "ivf-sq8", "ivf-pq")
 DEFAULT_IVF_THRESHOLD = 200_000
 FULL_CHECK_BYTES = 64 << 20  # files up to this size are fully checksummed at every open
 EDGE_BYTES = 1 << 20  # larger files: size plus checksums of the first and last MiB
+SERIAL_BELOW = 16  # searches of fewer queries run on one thread (see VectorIndex.search)
 
 
 def _digest(path: Path, start: int = 0, length: int | None = None) -> str:
@@ -261,7 +262,20 @@ class VectorIndex:
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Top-k (scores, catalog ids) per query row; ids are -1 where fewer than k exist."""
+        import faiss
+
         k = max(1, min(k, self.count))
-        scores, pos = self.faiss_index.search(np.ascontiguousarray(queries, dtype=np.float32), k)
+        queries = np.ascontiguousarray(queries, dtype=np.float32)
+        if len(queries) >= SERIAL_BELOW:
+            scores, pos = self.faiss_index.search(queries, k)
+        else:
+            # A few queries gain nothing from OpenMP's threads and can lose a lot waiting for them
+            # on a busy machine. The setting is per calling thread, restored after.
+            threads = faiss.omp_get_max_threads()
+            faiss.omp_set_num_threads(1)
+            try:
+                scores, pos = self.faiss_index.search(queries, k)
+            finally:
+                faiss.omp_set_num_threads(threads)
         ids = np.where(pos >= 0, self.ids[np.clip(pos, 0, None)], -1)
         return scores, ids
