@@ -13,9 +13,11 @@ from __future__ import annotations
 import json
 import os
 import random
+import signal
 import sqlite3
 import subprocess
 import sys
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -72,6 +74,29 @@ def start_cli(*args: str | Path, home: Path, **popen) -> subprocess.Popen[str]:
         cwd=home,
         **popen,
     )
+
+
+def shard_count(index_dir: Path) -> int:
+    try:
+        return sum(not p.name.startswith(".") for p in (index_dir / "shards").iterdir())
+    except FileNotFoundError:
+        return 0
+
+
+def kill_after_shards(proc: subprocess.Popen, index_dir: Path, shards: int) -> bool:
+    """SIGKILLs `proc` once `shards` shard folders exist; False if it finished first."""
+    while proc.poll() is None:
+        if shard_count(index_dir) >= shards:
+            proc.send_signal(signal.SIGKILL)
+            proc.communicate()
+            return True
+        time.sleep(0.002)
+    proc.communicate()
+    return False
+
+
+# small batches and checkpoints, one thread: a slow, many-shard run that is easy to interrupt
+SLOW_RUN = ("--batch-size", "4", "--checkpoint", "4", "--workers", "1", "--threads", "1")
 
 
 def assert_one_clean_line(stderr: str) -> None:

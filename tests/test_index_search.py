@@ -10,7 +10,6 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +25,15 @@ from clipsearch_onnx.manifest import Manifest
 from clipsearch_onnx.search import open_searcher
 from clipsearch_onnx.settings import Settings
 from clipsearch_onnx.shards import load_embeddings, write_shard
-from tests.fixtures_collection import catalog_paths, make_distinct_images, run_cli, start_cli
+from tests.fixtures_collection import (
+    SLOW_RUN,
+    catalog_paths,
+    kill_after_shards,
+    make_distinct_images,
+    run_cli,
+    shard_count,
+    start_cli,
+)
 
 DIM = 24  # the exported tiny model's embedding size
 
@@ -166,29 +173,6 @@ def test_import_checks_shards_before_writing(tmp_path, exported_model, seeded_ve
 
 
 # -- resume, incremental updates, moves ---------------------------------------------------------
-
-
-def shard_count(index_dir: Path) -> int:
-    try:
-        return sum(not p.name.startswith(".") for p in (index_dir / "shards").iterdir())
-    except FileNotFoundError:
-        return 0
-
-
-def kill_after_shards(proc: subprocess.Popen, index_dir: Path, shards: int) -> bool:
-    """SIGKILLs `proc` once `shards` shard folders exist; False if it finished first."""
-    while proc.poll() is None:
-        if shard_count(index_dir) >= shards:
-            proc.send_signal(signal.SIGKILL)
-            proc.communicate()
-            return True
-        time.sleep(0.002)
-    proc.communicate()
-    return False
-
-
-# small batches and checkpoints, one thread: a slow, many-shard run that is easy to interrupt
-SLOW_RUN = ("--batch-size", "4", "--checkpoint", "4", "--workers", "1", "--threads", "1")
 
 
 @pytest.mark.slow

@@ -28,14 +28,15 @@ from clipsearch_onnx.manifest import Manifest
 from clipsearch_onnx.search import open_searcher
 from clipsearch_onnx.settings import Settings
 from tests.fixtures_collection import (
+    SLOW_RUN,
     assert_one_clean_line,
     catalog_paths,
+    kill_after_shards,
     make_distinct_images,
     mosaic,
     run_cli,
     start_cli,
 )
-from tests.test_index_search import SLOW_RUN, kill_after_shards
 
 # -- odd but valid, and invalid files ----------------------------------------------------------
 
