@@ -108,13 +108,13 @@ def publish_catalog(
     """Builds the FAISS index from every catalogued embedding and makes it current."""
     meta = catalog.meta()
     dim = int(meta.get("dim", 0))
-    items = list(catalog.items())
+    placements = catalog.placements()
     names = catalog.shard_names()
-    ids = np.fromiter((i.id for i in items), dtype=np.int64, count=len(items))
-    vectors = np.empty((len(items), dim), dtype=np.float32)
+    ids = np.fromiter((p[0] for p in placements), dtype=np.int64, count=len(placements))
+    vectors = np.empty((len(placements), dim), dtype=np.float32)
     by_shard: dict[int, list[tuple[int, int]]] = {}
-    for pos, item in enumerate(items):
-        by_shard.setdefault(item.shard, []).append((pos, item.row))
+    for pos, (_, shard, row) in enumerate(placements):
+        by_shard.setdefault(shard, []).append((pos, row))
     for shard_id, pairs in by_shard.items():
         path = index_dir / SHARDS / names[shard_id]
         try:
@@ -125,7 +125,7 @@ def publish_catalog(
             raise IndexCorrupt(
                 f"embedding shard {path} is damaged ({exc}); rebuild with --rebuild"
             ) from exc
-    kind = vector_index.choose_type(index_type, len(items), ivf_threshold)
+    kind = vector_index.choose_type(index_type, len(placements), ivf_threshold)
     info = {
         "model": {
             "fingerprint": meta.get("model_fingerprint"),
