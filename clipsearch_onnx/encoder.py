@@ -7,8 +7,9 @@ tower and vice versa.
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -53,7 +54,12 @@ class Encoder:
     """Embeds texts and images with one exported model at one precision."""
 
     def __init__(
-        self, manifest: Manifest, precision: str | None = None, threads: int | None = None
+        self,
+        manifest: Manifest,
+        precision: str | None = None,
+        threads: int | None = None,
+        *,
+        spinning: bool = False,
     ):
         precision = precision or manifest.default_precision
         if precision not in PRECISIONS:
@@ -61,27 +67,63 @@ class Encoder:
         self.manifest = manifest
         self.precision = precision
         self.threads = threads or physical_cores()
+        # ONNX Runtime's threads busy-wait between operators by default; that steals the cores
+        # decode workers and other processes need (measured in BENCHMARKS.md, "levers").
+        self.spinning = spinning
         self.dim = manifest.embedding_dim
         self._sessions: dict[str, ort.InferenceSession] = {}
+        self._loading: dict[str, tuple[threading.Thread, dict[str, Any]]] = {}
         self._tokenizer: ClipTokenizer | None = None
         self.preprocess = Preprocessor.from_manifest(manifest)
 
+    def prefetch(self, tower: str) -> None:
+        """Starts creating `tower`'s session in a background thread, so that it loads while the
+        caller does its other start-up work (ONNX Runtime releases the GIL while it loads)."""
+        if tower in self._sessions or tower in self._loading:
+            return
+        outcome: dict[str, Any] = {}
+
+        def load() -> None:
+            try:
+                outcome["session"] = self._create(tower)
+            except BaseException as exc:  # handed to the caller of session()
+                outcome["error"] = exc
+
+        # Not a daemon: an interpreter exiting under a thread inside onnxruntime aborts.
+        thread = threading.Thread(target=load, name=f"load-{tower}", daemon=False)
+        thread.start()
+        self._loading[tower] = (thread, outcome)
+
     def session(self, tower: str) -> ort.InferenceSession:
         if tower not in self._sessions:
-            import onnxruntime as ort
-
-            path = self.manifest.tower_path(tower, self.precision)
-            opts = ort.SessionOptions()
-            opts.intra_op_num_threads = self.threads
-            opts.inter_op_num_threads = 1
-            opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-            try:
-                self._sessions[tower] = ort.InferenceSession(
-                    str(path), sess_options=opts, providers=["CPUExecutionProvider"]
-                )
-            except Exception as exc:  # onnxruntime raises its own untyped errors
-                raise ModelError(f"cannot load {path}: {exc}") from exc
+            pending = self._loading.pop(tower, None)
+            if pending is None:
+                self._sessions[tower] = self._create(tower)
+            else:
+                thread, outcome = pending
+                thread.join()
+                if "error" in outcome:
+                    raise outcome["error"]
+                self._sessions[tower] = outcome["session"]
         return self._sessions[tower]
+
+    def _create(self, tower: str) -> ort.InferenceSession:
+        import onnxruntime as ort
+
+        path = self.manifest.tower_path(tower, self.precision)
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = self.threads
+        opts.inter_op_num_threads = 1
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        opts.add_session_config_entry(
+            "session.intra_op.allow_spinning", "1" if self.spinning else "0"
+        )
+        try:
+            return ort.InferenceSession(
+                str(path), sess_options=opts, providers=["CPUExecutionProvider"]
+            )
+        except Exception as exc:  # onnxruntime raises its own untyped errors
+            raise ModelError(f"cannot load {path}: {exc}") from exc
 
     @property
     def tokenizer(self) -> ClipTokenizer:

@@ -16,7 +16,7 @@ from clipsearch_onnx.catalog import Catalog
 from clipsearch_onnx.collection import rows_may_be_missing
 from clipsearch_onnx.encoder import Encoder, normalise
 from clipsearch_onnx.errors import IndexCorrupt, InputError, ModelError
-from clipsearch_onnx.index import VectorIndex
+from clipsearch_onnx.index import VectorIndex, read_meta
 from clipsearch_onnx.lock import is_locked
 from clipsearch_onnx.manifest import Manifest
 from clipsearch_onnx.paths import default_model_dir
@@ -190,10 +190,8 @@ def resolve_model(settings: Settings, recorded: str | None) -> Manifest:
     return Manifest.load(default_model_dir())
 
 
-def open_searcher(settings: Settings) -> Searcher:
-    index_dir = settings.resolved_index_dir()
-    vectors = VectorIndex.open(index_dir)
-    meta = vectors.meta
+def _query_model(settings: Settings, index_dir: Path, meta: dict[str, Any]) -> tuple[Manifest, Any]:
+    """The model and precision to embed queries for the index described by `meta`."""
     recorded = meta.get("model", {})
     manifest = resolve_model(settings, recorded.get("dir"))
     if recorded.get("fingerprint") and manifest.fingerprint != recorded["fingerprint"]:
@@ -211,6 +209,30 @@ def open_searcher(settings: Settings) -> Searcher:
         raise ModelError(
             f"the index has dimension {meta['dim']}, the model {manifest.embedding_dim}"
         )
-    encoder = Encoder(manifest, settings.precision or precision, settings.threads)
+    return manifest, settings.precision or precision
+
+
+def _model_key(meta: dict[str, Any]) -> tuple[Any, Any]:
+    return meta.get("model"), meta.get("precision")
+
+
+def open_searcher(settings: Settings, *, prefetch: tuple[str, ...] = ("text",)) -> Searcher:
+    """Opens the index and its model; the towers in `prefetch` start loading in the background
+    at once, while FAISS is imported and the index opened (a cold one-shot query's longest part).
+    """
+    index_dir = settings.resolved_index_dir()
+    meta = read_meta(index_dir)
+    try:
+        manifest, precision = _query_model(settings, index_dir, meta)
+    except ModelError:
+        VectorIndex.open(index_dir)  # a damaged index explains itself first
+        raise
+    encoder = Encoder(manifest, precision, settings.threads)
+    for tower in prefetch:
+        encoder.prefetch(tower)
+    vectors = VectorIndex.open(index_dir)
+    if _model_key(vectors.meta) != _model_key(meta):  # a rebuild published another model meanwhile
+        manifest, precision = _query_model(settings, index_dir, vectors.meta)
+        encoder = Encoder(manifest, precision, settings.threads)
     catalog = Catalog.open(index_dir, readonly=True)
     return Searcher(index_dir, vectors, catalog, encoder)
