@@ -21,9 +21,12 @@ import numpy as np
 
 from clipsearch_onnx import index as vector_index
 from clipsearch_onnx import shards
-from clipsearch_onnx.catalog import Catalog
+from clipsearch_onnx.catalog import CATALOG, Catalog
+from clipsearch_onnx.encoder import Encoder
 from clipsearch_onnx.errors import IndexCorrupt, IndexError_, ModelError
 from clipsearch_onnx.manifest import Manifest
+from clipsearch_onnx.paths import default_model_dir
+from clipsearch_onnx.settings import Settings
 
 SHARDS = "shards"
 
@@ -51,16 +54,7 @@ def clean_leftovers(index_dir: Path, catalog: Catalog) -> int:
 def check_model(catalog: Catalog, manifest: Manifest, precision: str) -> None:
     """Refuses to mix embeddings of different models or precisions in one index."""
     meta = catalog.meta()
-    if "model_fingerprint" not in meta:
-        catalog.set_meta(
-            model_fingerprint=manifest.fingerprint,
-            model_dir=str(manifest.model_dir.resolve()),
-            model_source=str(manifest.source.get("model", "")),
-            precision=precision,
-            dim=str(manifest.embedding_dim),
-        )
-        return
-    if catalog.count() == 0:
+    if "model_fingerprint" not in meta or catalog.count() == 0:
         catalog.set_meta(
             model_fingerprint=manifest.fingerprint,
             model_dir=str(manifest.model_dir.resolve()),
@@ -79,6 +73,21 @@ def check_model(catalog: Catalog, manifest: Manifest, precision: str) -> None:
             f"this index holds {meta.get('precision')} embeddings; mixing in {precision} ones "
             f"would skew scores: use --precision {meta.get('precision')}, or --rebuild"
         )
+
+
+def recorded_encoder(settings: Settings) -> Encoder:
+    """The encoder to add to an index with: the model and precision given in `settings`, else
+    those the index records, else the default model at its default precision."""
+    index_dir = settings.resolved_index_dir()
+    meta: dict[str, str] = {}
+    if (index_dir / CATALOG).exists():
+        catalog = Catalog.open(index_dir, readonly=True)
+        meta = catalog.meta()
+        catalog.close()
+    model_dir = settings.model_dir or meta.get("model_dir") or default_model_dir()
+    return Encoder(
+        Manifest.load(model_dir), settings.precision or meta.get("precision"), settings.threads
+    )
 
 
 def mark_unpublished(catalog: Catalog) -> None:

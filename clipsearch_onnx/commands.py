@@ -59,34 +59,16 @@ def cmd_embed(args: argparse.Namespace) -> int:
 
 
 # -- index --------------------------------------------------------------------------------------
-def _model_for_index(settings) -> Any:
-    from clipsearch_onnx.catalog import CATALOG, Catalog
-    from clipsearch_onnx.manifest import Manifest
-    from clipsearch_onnx.paths import default_model_dir
-
-    if settings.model_dir:
-        return Manifest.load(settings.model_dir)
-    index_dir = settings.resolved_index_dir()
-    if (index_dir / CATALOG).exists():
-        catalog = Catalog.open(index_dir, readonly=True)
-        recorded = catalog.meta().get("model_dir")
-        catalog.close()
-        if recorded:
-            return Manifest.load(recorded)
-    return Manifest.load(default_model_dir())
-
-
 def cmd_index(args: argparse.Namespace) -> int:
-    from clipsearch_onnx.encoder import Encoder
+    from clipsearch_onnx.collection import recorded_encoder
     from clipsearch_onnx.indexer import Indexer, Progress
     from clipsearch_onnx.progressbar import Bar
 
     settings = _settings(args)
-    manifest = _model_for_index(settings)
     bar = Bar(enabled=not args.quiet)
     indexer = Indexer(
         settings.resolved_index_dir(),
-        Encoder(manifest, settings.precision, settings.threads),
+        recorded_encoder(settings),
         batch_size=settings.batch_size,
         checkpoint=args.checkpoint,
         index_type=args.index_type,
