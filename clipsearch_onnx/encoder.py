@@ -15,12 +15,13 @@ import numpy as np
 
 from clipsearch_onnx.errors import ModelError
 from clipsearch_onnx.manifest import PRECISIONS, Manifest
-from clipsearch_onnx.preprocess import Preprocessor
 from clipsearch_onnx.tokenizer import ClipTokenizer
 
 if TYPE_CHECKING:
     import onnxruntime as ort
     from PIL import Image
+
+    from clipsearch_onnx.preprocess import Preprocessor
 
 
 def physical_cores() -> int:
@@ -74,7 +75,7 @@ class Encoder:
         self._sessions: dict[str, ort.InferenceSession] = {}
         self._loading: dict[str, tuple[threading.Thread, dict[str, Any]]] = {}
         self._tokenizer: ClipTokenizer | None = None
-        self.preprocess = Preprocessor.from_manifest(manifest)
+        self._preprocess: Preprocessor | None = None
 
     def prefetch(self, tower: str) -> None:
         """Starts creating `tower`'s session in a background thread, so that it loads while the
@@ -124,6 +125,14 @@ class Encoder:
             )
         except Exception as exc:  # onnxruntime raises its own untyped errors
             raise ModelError(f"cannot load {path}: {exc}") from exc
+
+    @property
+    def preprocess(self) -> Preprocessor:
+        if self._preprocess is None:  # Pillow is imported only by what handles images
+            from clipsearch_onnx.preprocess import Preprocessor
+
+            self._preprocess = Preprocessor.from_manifest(self.manifest)
+        return self._preprocess
 
     @property
     def tokenizer(self) -> ClipTokenizer:

@@ -20,7 +20,6 @@ from clipsearch_onnx.index import VectorIndex, read_meta
 from clipsearch_onnx.lock import is_locked
 from clipsearch_onnx.manifest import Manifest
 from clipsearch_onnx.paths import default_model_dir
-from clipsearch_onnx.preprocess import load_image
 from clipsearch_onnx.settings import Settings
 from clipsearch_onnx.shards import load_embeddings
 
@@ -98,6 +97,8 @@ class Searcher:
             path = Path(image).expanduser()
             if not path.exists():
                 raise InputError(f"query image {path} does not exist")
+            from clipsearch_onnx.preprocess import load_image
+
             parts.append(self.encoder.embed_images([load_image(path)]))
         if not parts:
             raise InputError("give a text, an image, or both to search for")
