@@ -1,0 +1,114 @@
+"""`python -m bench [--quick] [--skip-1m]`: measure, print, and write BENCHMARKS.md."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+from bench import images, large, levers, machine, report, throughput
+from bench.model import ensure_model
+from bench.run import run, say
+
+
+def parse(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    p.add_argument("--quick", action="store_true", help="fewer images and rounds, no 1M (~5 min)")
+    p.add_argument("--skip-1m", action="store_true", help="stop at 100k vectors")
+    p.add_argument("--rounds", type=int, help="throughput rounds (default 2, quick 1)")
+    p.add_argument("--cache", type=Path, default=Path("build/bench"), help="(build/bench)")
+    p.add_argument("--out", type=Path, default=Path("BENCHMARKS.md"), help="(BENCHMARKS.md)")
+    return p.parse_args(argv)
+
+
+def query_index(cache: Path, model: Path, web: list[Path]) -> Path:
+    """A 128-image int8 index of web-sized pictures, rebuilt every run."""
+    folder = images.linked(web[:128], cache / "index128-images")
+    index_dir = cache / "index128"
+    cmd = [*throughput.CLIPSEARCH, "index", str(folder), "--model", str(model)]
+    run([*cmd, "--index", str(index_dir), "--precision", "int8", "--rebuild", "-q"])
+    return index_dir
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse(argv)
+    started = time.perf_counter()
+    load_start = machine.load_average()
+    quick = args.quick
+    rounds = args.rounds or (1 if quick else 2)
+    n_images = 64 if quick else 192
+    cache = args.cache.absolute()
+    checkpoint, model = ensure_model(cache)
+    say(f"generating {n_images} photo-sized and {n_images} web-sized JPEGs (cached)")
+    photos = images.make_photos(cache / "photos", n_images)
+    web = images.make_photos(cache / "web", max(n_images, 128), images.WEB_SIZES, seed=1)
+    manifest = json.loads((model / "manifest.json").read_text())
+    results: dict = {
+        "args": " ".join(sys.argv[1:] if argv is None else argv),
+        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "machine": machine.describe(),
+        "model": {"quantization": manifest.get("quantization", {}).get("label", "?")},
+        "throughput": [],
+    }
+    for title, folder in (
+        ("photo-sized JPEGs (1-12 MP)", images.linked(photos, cache / f"photos-{n_images}")),
+        ("web-sized JPEGs (0.2-0.5 MP)", images.linked(web[:n_images], cache / f"web-{n_images}")),
+    ):
+        figures = throughput.measure(checkpoint, model, folder, rounds)
+        figures["title"] = title
+        results["throughput"].append(figures)
+
+    say("text queries on a 128-image index")
+    index128 = query_index(cache, model, web)
+    opened = json.loads(
+        run([sys.executable, "-m", "bench.probe", "open", "--index", str(index128)]).stdout
+    )
+    results["queries"] = {
+        "count": opened["count"],
+        "type": opened["type"],
+        "cold": large.cold_search(index128, 5 if quick else 9),
+        "warm": large.warm(index128, 100 if quick else 300),
+    }
+
+    sizes = [10_000, 100_000] if quick or args.skip_1m else [10_000, 100_000, 1_000_000]
+    results["large"] = large.measure(
+        cache / "large", model, sizes, 3 if quick else 5, 200 if quick else 1000
+    )
+
+    say("levers")
+    corpus = [q for q in large_queries()]
+    results["levers"] = {
+        "decode": levers.decode(model, photos[: 24 if quick else 48]),
+        "index": levers.index_sessions(
+            model, photos[: 32 if quick else 96], levers.INDEX_VARIANTS[: 3 if quick else None]
+        ),
+        "text": levers.text_sessions(model, corpus),
+        "cold": levers.cold_breakdown(index128, 3 if quick else 7),
+    }
+    results["load"] = (load_start, machine.load_average())
+    results["minutes"] = (time.perf_counter() - started) / 60
+    (cache / "results.json").write_text(json.dumps(results, indent=1, default=str))
+    text = report.render(results, levers_section(results["levers"]))
+    args.out.write_text(text, encoding="utf-8")
+    sys.stdout.write(text)
+    say(f"wrote {args.out} ({results['minutes']:.1f} min)")
+    return 0
+
+
+def large_queries() -> list[str]:
+    from bench.probe import queries
+
+    return queries(120)
+
+
+def levers_section(lev: dict) -> list[str]:
+    from bench.levers_text import render
+
+    return render(lev)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

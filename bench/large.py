@@ -1,0 +1,160 @@
+"""Large collections: clustered vectors imported with `clipsearch import` at 10k, 100k and 1M;
+index open time and memory, cold one-shot searches, warm latency, and recall@10 of the
+large-collection index against exact search."""
+
+from __future__ import annotations
+
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from bench import vectors
+from bench.run import run, say
+
+CLIPSEARCH = [sys.executable, "-m", "clipsearch_onnx"]
+QUERY = "a dog running on the beach"
+
+
+def ensure_index(cache: Path, model: Path, n: int, cluster_model: vectors.ClusterModel) -> dict:
+    """The index of `n` clustered vectors (imported once, cached), with how its import went."""
+    index_dir = cache / f"index-{n}"
+    stamp = cache / f"index-{n}.json"
+    if stamp.exists() and (index_dir / "index.json").exists():
+        return json.loads(stamp.read_text())
+    say(f"{n:,} vectors: generating shards")
+    # 10k and 100k are the first rows of the 1M stream's first shard: same distribution.
+    shards = vectors.write_shards(cache / "shards", max(n, vectors.SHARD_ROWS), cluster_model, 1)
+    if n < vectors.SHARD_ROWS:
+        shards = [_head_shard(shards[0], cache / f"shards-{n}", n)]
+    else:
+        shards = shards[: n // vectors.SHARD_ROWS]
+    say(f"{n:,} vectors: clipsearch import (IVF training takes minutes at 1M)")
+    cmd = [*CLIPSEARCH, "import", *map(str, shards), "--model", str(model)]
+    r = run([*cmd, "--index", str(index_dir), "--precision", "int8", "-q"])
+    meta = json.loads((index_dir / "index.json").read_text())
+    info = {
+        "count": meta["count"],
+        "type": meta["type"],
+        "nprobe": meta.get("nprobe"),
+        "import_s": r.seconds,
+        "import_peak_rss_mb": r.peak_rss_mb,
+        "bytes": sum(p.stat().st_size for p in index_dir.glob("vectors.*.faiss")),
+    }
+    stamp.write_text(json.dumps(info))
+    return info
+
+
+def _head_shard(src: Path, dest: Path, n: int) -> Path:
+    if not (dest / "items.jsonl").exists():
+        dest.mkdir(parents=True, exist_ok=True)
+        np.save(dest / "embeddings.npy", np.load(src / "embeddings.npy", mmap_mode="r")[:n])
+        lines = (src / "items.jsonl").read_text().splitlines(keepends=True)[:n]
+        (dest / "items.jsonl").write_text("".join(lines))
+    return dest
+
+
+def open_figures(index_dir: Path, repeats: int) -> dict:
+    runs = []
+    for _ in range(repeats):
+        r = run([sys.executable, "-m", "bench.probe", "open", "--index", str(index_dir)])
+        runs.append(json.loads(r.stdout))
+    return {
+        "open_ms": 1000 * statistics.median(x["open_s"] for x in runs),
+        "rss_mb": statistics.median(x["rss_mb"] for x in runs),
+        "rss_added_mb": statistics.median(x["rss_added_mb"] for x in runs),
+    }
+
+
+def cold_search(index_dir: Path, repeats: int, text: str = QUERY) -> dict:
+    """`clipsearch search TEXT` as a fresh process, `repeats` times: median wall, peak RSS."""
+    runs = [run([*CLIPSEARCH, "search", text, "--index", str(index_dir)]) for _ in range(repeats)]
+    walls = sorted(r.seconds for r in runs)
+    return {
+        "median_s": statistics.median(walls),
+        "min_s": walls[0],
+        "max_s": walls[-1],
+        "cpu_s": statistics.median(r.cpu_seconds for r in runs),
+        "peak_rss_mb": max(r.peak_rss_mb for r in runs),
+        "repeats": repeats,
+    }
+
+
+def warm(index_dir: Path, n: int = 200) -> dict:
+    r = run([sys.executable, "-m", "bench.probe", "warm", "--index", str(index_dir), "--n", str(n)])
+    return json.loads(r.stdout)
+
+
+def recall(index_dir: Path, cache: Path, cluster_model, nprobes: list[int], queries: int) -> dict:
+    """recall@10 against exact inner-product search over the same vectors, for held-out queries
+    drawn like the data, at each nprobe: of the index alone, and of what `clipsearch search`
+    returns (the searcher re-scores an approximate index's candidates exactly). Latency: one
+    query at a time through the searcher (index search, catalog, re-scoring; no text tower)."""
+    import faiss
+
+    from clipsearch_onnx.search import open_searcher
+    from clipsearch_onnx.settings import load_settings
+
+    searcher = open_searcher(load_settings({"index_dir": index_dir}), prefetch=())
+    index = searcher.vectors
+    shards = sorted((cache / "shards").glob("shard-*"))
+    data = vectors.read_all(shards[: -(-index.count // vectors.SHARD_ROWS)])[: index.count]
+    q = cluster_model.sample(queries, np.random.default_rng(12345))
+    say(f"exact search of {queries} queries over {len(data):,} vectors")
+    exact = faiss.IndexFlatIP(data.shape[1])
+    exact.add(data)
+    _, truth = exact.search(q, 10)
+    del exact, data
+    id_to_row = {item.id: vectors.row_of(item.path) for item in searcher.catalog.items()}
+    default = index.faiss_index.nprobe
+    table = []
+    for nprobe in sorted(set(nprobes) | {default}):
+        index.faiss_index.nprobe = nprobe
+        _, ids = index.search(q, 10)
+        raw = [
+            len({id_to_row[i] for i in row if i >= 0} & set(t))
+            for row, t in zip(ids, truth, strict=True)
+        ]
+        hits, latencies = [], []
+        for row, t in zip(q, truth, strict=True):
+            t0 = time.perf_counter()
+            results = searcher.search_vector(row, 10)
+            latencies.append((time.perf_counter() - t0) * 1000)
+            hits.append(len({id_to_row[r.id] for r in results} & set(t)))
+        table.append(
+            {
+                "nprobe": nprobe,
+                "index_recall_at_10": float(np.mean(raw) / 10),
+                "recall_at_10": float(np.mean(hits) / 10),
+                "p50_ms": float(np.percentile(latencies, 50)),
+                "p99_ms": float(np.percentile(latencies, 99)),
+                "default": nprobe == default,
+            }
+        )
+        say(f"nprobe {nprobe}: recall@10 {table[-1]['recall_at_10']:.4f}")
+    searcher.close()
+    return {"queries": queries, "nlist": int(index.faiss_index.nlist), "sweep": table}
+
+
+def measure(cache: Path, model: Path, sizes: list[int], repeats: int, queries: int) -> dict:
+    cluster_model = vectors.ClusterModel()
+    result: dict = {"sizes": {}}
+    for n in sizes:
+        info = ensure_index(cache, model, n, cluster_model)
+        index_dir = cache / f"index-{n}"
+        say(f"{n:,} vectors: open, cold search, warm queries")
+        result["sizes"][n] = {
+            **info,
+            "open": open_figures(index_dir, repeats),
+            "cold_search": cold_search(index_dir, repeats),
+            "warm": warm(index_dir),
+        }
+    big = max(sizes)
+    if result["sizes"][big]["type"] != "flat":
+        nprobes = [8, 16, 32, 64, 96, 128, 192, 256]
+        result["recall"] = recall(cache / f"index-{big}", cache, cluster_model, nprobes, queries)
+        result["recall"]["count"] = big
+    return result
