@@ -118,6 +118,9 @@ def _quantization_entry(settings: quantize.QuantSettings) -> dict:
         "settings": settings.to_dict(),
         "label": settings.label(),
         "is_default": settings == quantize.DEFAULT,
+        "reason": quantize.WHY_DEFAULT
+        if settings == quantize.DEFAULT
+        else "non-default settings passed to export_model",
     }
     try:
         entry["study"] = json.loads(STUDY_FILE.read_text())
