@@ -141,7 +141,24 @@ def load(source: str, revision: str | None = None) -> Checkpoint:
         raise SourceError(f"cannot load a CLIP model from {directory}: {why}") from None
     ckpt = Checkpoint(source, directory, sha, model, tokenizer, processor)
     _check_preprocessing(ckpt)
+    _warn_on_eos_mismatch(ckpt)
     return ckpt
+
+
+def _warn_on_eos_mismatch(ckpt: Checkpoint) -> None:
+    """The graph pools text exactly as transformers does; say so when that looks broken."""
+    config_eos = ckpt.model.config.text_config.eos_token_id
+    tok_eos = ckpt.tokenizer.eos_token_id
+    if config_eos == 2 and tok_eos != len(ckpt.tokenizer) - 1:
+        say(
+            f"warning: text pooling takes argmax(input_ids) (eos_token_id=2 in config.json) but the "
+            f"tokenizer's eos id {tok_eos} is not the highest id; exporting the model as it is"
+        )
+    elif config_eos != 2 and config_eos != tok_eos:
+        say(
+            f"warning: config.json pools text at eos_token_id={config_eos}, the tokenizer's eos is "
+            f"{tok_eos}; transformers (and this export) will pool at the wrong token"
+        )
 
 
 def _check_preprocessing(ckpt: Checkpoint) -> None:
