@@ -114,6 +114,9 @@ TEMPLATES = (
     "one {s} {c} {h} placed {p}",
     "{a:c h} sits {p}",
     "{f}{a:s c h} shown {p} on {b}",
+    "{f}{a:c h}",
+    "{a:c h} on {b}",
+    "{f}{a:c h} on {b}",
 )
 
 
@@ -207,11 +210,11 @@ def render(scene: Scene, rng: random.Random, size: int = 96) -> Image.Image:
     t = (xs * math.cos(theta) + ys * math.sin(theta) + 0.71) / 1.42
     background = top * (1 - t[..., None]) + bottom * t[..., None]
 
-    r = size * (rng.uniform(0.09, 0.12) if scene.size == "small" else rng.uniform(0.2, 0.25))
-    margin, mid = r + size * 0.04, size / 2
+    r = size * (rng.uniform(0.14, 0.17) if scene.size == "small" else rng.uniform(0.26, 0.31))
+    mid = size / 2
     off = {"left": (-1, 0), "right": (1, 0), "top": (0, -1), "bottom": (0, 1), "center": (0, 0)}
     dx, dy = off[scene.position]
-    far = rng.uniform(margin, min(size * 0.22, mid - r * 0.3))
+    far = rng.uniform(r + 1, r + size * 0.06)  # distance from the edge: never cut off
     cx = mid + dx * (mid - far) + (0 if dx else rng.uniform(-0.07, 0.07) * size)
     cy = mid + dy * (mid - far) + (0 if dy else rng.uniform(-0.07, 0.07) * size)
 
@@ -228,7 +231,7 @@ def render(scene: Scene, rng: random.Random, size: int = 96) -> Image.Image:
             cx * scale,
             cy * scale,
             r * scale,
-            rng.uniform(-0.5, 0.5) if rng.random() < 0.7 else rng.uniform(0, 6.3),
+            rng.uniform(-0.3, 0.3),
         )
         draw.polygon(points, fill=255)
     alpha = np.asarray(mask.resize((size, size), Image.Resampling.BOX), dtype=np.float32) / 255
@@ -264,7 +267,7 @@ SPLITS = {
 def generate(dest: Path, n_images: int = 3000, seed: int = 0) -> Path:
     """Write the data set into `dest` (skipped if a complete one with these settings is there)."""
     dest = Path(dest)
-    stamp = json.dumps({"n_images": n_images, "seed": seed, "format": 1})
+    stamp = json.dumps({"n_images": n_images, "seed": seed, "format": 2})
     marker = dest / MARKER
     if marker.is_file() and marker.read_text(encoding="utf-8") == stamp:
         return dest
