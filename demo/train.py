@@ -35,21 +35,21 @@ STAMP = "training.json"
 class Recipe:
     image_size: int = 64
     patch_size: int = 8
-    hidden: int = 128
+    hidden: int = 64
     vision_layers: int = 4
-    text_layers: int = 3
-    heads: int = 4
+    text_layers: int = 2
+    heads: int = 2
     projection_dim: int = 64
     num_merges: int = 300
-    epochs: int = 30
-    batch_size: int = 128
+    epochs: int = 40
+    batch_size: int = 64
     lr: float = 1e-3
     weight_decay: float = 0.1
     warmup_fraction: float = 0.05
     threads: int = 2
     # Each batch holds images of this many colours (0: any). Colour is the easy attribute: with
     # few colours per batch, most negatives share it and the contrast has to use the shape.
-    colours_per_batch: int = 2
+    colours_per_batch: int = 0
     logit_scale_init: float = 2.6592  # ln(1/0.07), CLIP's
     logit_scale_lr_factor: float = 1.0
 
