@@ -45,17 +45,22 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m demo", description=__doc__.split("\n")[0])
     parser.add_argument("--images", type=int, default=3000, help="how many images to generate")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--fast",
+        action="store_true",
+        help="a tiny model trained for 2 epochs: checks the pipeline, not quality",
+    )
     args = parser.parse_args(argv)
     started = time.monotonic()
 
     from demo.data import generate
-    from demo.train import train
+    from demo.train import FAST, Recipe, train
 
     _step(f"data: {args.images} generated images with 5 captions each in {DATA}")
     generate(DATA, n_images=args.images, seed=args.seed)
 
     _step(f"model: a small CLIP trained on the train split, in {CHECKPOINT}")
-    train(DATA, CHECKPOINT, seed=args.seed)
+    train(DATA, CHECKPOINT, seed=args.seed, recipe=FAST if args.fast else Recipe())
 
     _step(f"export: ONNX fp32 + int8 in {MODEL}")
     if _exported(CHECKPOINT, MODEL):

@@ -1,0 +1,61 @@
+"""`make demo`'s pipeline end to end (data, training, export, index, search), on a tiny recipe.
+
+This checks that every step runs and hands the next one what it needs, and that a second run
+reuses what is built. The quality of the full recipe is a separate, slower matter.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _demo(cwd: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    return subprocess.run(
+        [sys.executable, "-m", "demo", "--fast", "--images", "120"],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+@pytest.mark.slow
+def test_demo_builds_everything_then_reuses_it(tmp_path):
+    first = _demo(tmp_path)
+    assert first.returncode == 0, first.stderr[-2000:]
+    rows = [line for line in first.stdout.splitlines() if line.strip()[:1].isdigit()]
+    assert len(rows) == 10  # the sample search printed its top 10
+    assert all("data/demo/Images/demo_" in row for row in rows)
+    for path in (
+        "data/demo/captions.txt",
+        "models/demo/manifest.json",
+        "data/demo/index/index.json",
+        "models/demo-torch/config.json",
+    ):
+        assert (tmp_path / path).is_file(), path
+    assert "Traceback" not in first.stderr
+
+    second = _demo(tmp_path)
+    assert second.returncode == 0, second.stderr[-2000:]
+    assert "already trained" in second.stderr
+    assert "is up to date" in second.stderr
+    assert "0 embedded" in second.stderr  # nothing re-embedded
+
+    info = subprocess.run(
+        [sys.executable, "-m", "clipsearch_onnx", "info", "--index", "data/demo/index", "--json"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert json.loads(info.stdout)["count"] == 120
