@@ -7,9 +7,8 @@ tower and vice versa.
 from __future__ import annotations
 
 import os
-import threading
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -60,6 +59,7 @@ class Encoder:
         precision: str | None = None,
         threads: int | None = None,
         *,
+        text_threads: int | None = None,
         spinning: bool = False,
     ):
         precision = precision or manifest.default_precision
@@ -68,44 +68,20 @@ class Encoder:
         self.manifest = manifest
         self.precision = precision
         self.threads = threads or physical_cores()
+        # The searcher embeds one caption at a time, where a second thread costs more in
+        # synchronisation than it saves (BENCHMARKS.md, "levers"); batches want all the cores.
+        self.text_threads = text_threads or self.threads
         # ONNX Runtime's threads busy-wait between operators by default; that steals the cores
         # decode workers and other processes need (measured in BENCHMARKS.md, "levers").
         self.spinning = spinning
         self.dim = manifest.embedding_dim
         self._sessions: dict[str, ort.InferenceSession] = {}
-        self._loading: dict[str, tuple[threading.Thread, dict[str, Any]]] = {}
         self._tokenizer: ClipTokenizer | None = None
         self._preprocess: Preprocessor | None = None
 
-    def prefetch(self, tower: str) -> None:
-        """Starts creating `tower`'s session in a background thread, so that it loads while the
-        caller does its other start-up work (ONNX Runtime releases the GIL while it loads)."""
-        if tower in self._sessions or tower in self._loading:
-            return
-        outcome: dict[str, Any] = {}
-
-        def load() -> None:
-            try:
-                outcome["session"] = self._create(tower)
-            except BaseException as exc:  # handed to the caller of session()
-                outcome["error"] = exc
-
-        # Not a daemon: an interpreter exiting under a thread inside onnxruntime aborts.
-        thread = threading.Thread(target=load, name=f"load-{tower}", daemon=False)
-        thread.start()
-        self._loading[tower] = (thread, outcome)
-
     def session(self, tower: str) -> ort.InferenceSession:
         if tower not in self._sessions:
-            pending = self._loading.pop(tower, None)
-            if pending is None:
-                self._sessions[tower] = self._create(tower)
-            else:
-                thread, outcome = pending
-                thread.join()
-                if "error" in outcome:
-                    raise outcome["error"]
-                self._sessions[tower] = outcome["session"]
+            self._sessions[tower] = self._create(tower)
         return self._sessions[tower]
 
     def _create(self, tower: str) -> ort.InferenceSession:
@@ -113,7 +89,7 @@ class Encoder:
 
         path = self.manifest.tower_path(tower, self.precision)
         opts = ort.SessionOptions()
-        opts.intra_op_num_threads = self.threads
+        opts.intra_op_num_threads = self.text_threads if tower == "text" else self.threads
         opts.inter_op_num_threads = 1
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         opts.add_session_config_entry(

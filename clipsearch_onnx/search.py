@@ -16,7 +16,7 @@ from clipsearch_onnx.catalog import Catalog, Item
 from clipsearch_onnx.collection import SHARDS, rows_may_be_missing
 from clipsearch_onnx.encoder import Encoder, normalise
 from clipsearch_onnx.errors import IndexCorrupt, InputError, ModelError
-from clipsearch_onnx.index import VectorIndex, read_meta
+from clipsearch_onnx.index import VectorIndex
 from clipsearch_onnx.lock import is_locked
 from clipsearch_onnx.manifest import Manifest
 from clipsearch_onnx.paths import default_model_dir
@@ -247,27 +247,11 @@ def _query_model(settings: Settings, index_dir: Path, meta: dict[str, Any]) -> t
     return manifest, settings.precision or precision
 
 
-def _model_key(meta: dict[str, Any]) -> tuple[Any, Any]:
-    return meta.get("model"), meta.get("precision")
-
-
-def open_searcher(settings: Settings, *, prefetch: tuple[str, ...] = ("text",)) -> Searcher:
-    """Opens the index and its model; the towers in `prefetch` start loading in the background
-    at once, while FAISS is imported and the index opened (a cold one-shot query's longest part).
-    """
+def open_searcher(settings: Settings) -> Searcher:
     index_dir = settings.resolved_index_dir()
-    meta = read_meta(index_dir)
-    try:
-        manifest, precision = _query_model(settings, index_dir, meta)
-    except ModelError:
-        VectorIndex.open(index_dir)  # a damaged index explains itself first
-        raise
-    encoder = Encoder(manifest, precision, settings.threads)
-    for tower in prefetch:
-        encoder.prefetch(tower)
     vectors = VectorIndex.open(index_dir)
-    if _model_key(vectors.meta) != _model_key(meta):  # a rebuild published another model meanwhile
-        manifest, precision = _query_model(settings, index_dir, vectors.meta)
-        encoder = Encoder(manifest, precision, settings.threads)
+    manifest, precision = _query_model(settings, index_dir, vectors.meta)
+    # Queries are embedded one at a time: one text-tower thread unless --threads says otherwise.
+    encoder = Encoder(manifest, precision, settings.threads, text_threads=settings.threads or 1)
     catalog = Catalog.open(index_dir, readonly=True)
     return Searcher(index_dir, vectors, catalog, encoder)

@@ -30,7 +30,7 @@ def test_ivf_results_carry_exact_scores_in_exact_order(tmp_path, exported_model)
     index_dir = tmp_path / "index"
     import_shards(index_dir, shards, Manifest.load(exported_model), index_type="ivf-sq8")
 
-    searcher = open_searcher(Settings(index_dir=index_dir), prefetch=())
+    searcher = open_searcher(Settings(index_dir=index_dir))
     assert searcher.vectors.meta["type"] == "ivf-sq8"
     recall = []
     for q in queries:
