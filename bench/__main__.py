@@ -21,6 +21,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--rounds", type=int, help="throughput rounds (default 2, quick 1)")
     p.add_argument("--cache", type=Path, default=Path("build/bench"), help="(build/bench)")
     p.add_argument("--out", type=Path, default=Path("BENCHMARKS.md"), help="(BENCHMARKS.md)")
+    p.add_argument(
+        "--conditions", default="", metavar="TEXT", help="a note on how the machine was shared"
+    )
     return p.parse_args(argv)
 
 
@@ -47,11 +50,17 @@ def main(argv: list[str] | None = None) -> int:
     web = images.make_photos(cache / "web", max(n_images, 128), images.WEB_SIZES, seed=1)
     manifest = json.loads((model / "manifest.json").read_text())
     results: dict = {
-        "args": " ".join(sys.argv[1:] if argv is None else argv),
+        "args": " ".join(
+            flag
+            for flag, on in (("--quick", quick), ("--skip-1m", args.skip_1m))
+            + ((f"--rounds {args.rounds}", bool(args.rounds)),)
+            if on
+        ),
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "machine": machine.describe(),
         "model": {"quantization": manifest.get("quantization", {}).get("label", "?")},
         "throughput": [],
+        "conditions": args.conditions,
     }
     for title, folder in (
         ("photo-sized JPEGs (1-12 MP)", images.linked(photos, cache / f"photos-{n_images}")),

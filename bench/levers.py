@@ -112,11 +112,11 @@ def text_sessions(model: Path, texts: list[str]) -> list[dict]:
     manifest = Manifest.load(model)
     rows = []
     for name, threads, spinning in (
-        ("2 threads, no spinning (default)", None, False),
-        ("2 threads, spinning", None, True),
-        ("1 thread", 1, False),
+        ("1 thread (the searcher's default)", 1, False),
+        ("2 threads, no spinning (batches: eval)", 2, False),
+        ("2 threads, spinning (ONNX Runtime's default)", 2, True),
     ):
-        encoder = Encoder(manifest, "int8", threads, spinning=spinning)
+        encoder = Encoder(manifest, "int8", threads, text_threads=threads, spinning=spinning)
         t0 = time.perf_counter()
         encoder.session("text")
         created = time.perf_counter() - t0

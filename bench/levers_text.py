@@ -17,24 +17,51 @@ QUANT_STUDY = Path(__file__).resolve().parent.parent / "export" / "quant_study.j
 ONCE = """\
 ### Measured once, while choosing (not re-run by `make bench`)
 
-- **int8 quantisation variant** (static vs dynamic, per-channel vs per-tensor, fused attention
-  before quantising, reduce-range, u8 weights): studied by `python -m export.quant_study`, which
-  writes `export/quant_study.json`; every export records that table in its manifest. The shipped
-  default is dynamic per-channel int8 on MatMul, Gemm and Gather (`export/quantize.py`).
-- **Text-tower session creation** (int8, ~64 MB): `ORT_ENABLE_ALL` vs `DISABLE_ALL` vs a
-  pre-optimised graph saved with `optimized_model_filepath` vs the ORT flatbuffer format (with and
-  without `use_ort_model_bytes_directly`), min of 4 loads each: 0.37-0.46 s for all of them, within
-  the noise of one another. Loading is dominated by reading and unpacking the initialisers, not by
-  graph optimisation. Rejected; kept `ORT_ENABLE_ALL`. `session.disable_prepacking` loads no
-  faster and doubles the latency of a query (17 -> 40 ms). Rejected.
-- **Overlapping start-up**: ONNX Runtime releases the GIL while it creates a session (a Python
-  loop in another thread ran at full speed meanwhile). `open_searcher` now starts loading the
-  text tower in a thread before FAISS is imported and the index opened. Kept.
-- **FAISS threads for one query**: OpenMP's fork/join for a single query on a busy 2-core machine
-  (load ~9): flat 10k p50 64 ms with 2 threads, 0.56 ms with 1. `VectorIndex.search` runs fewer
-  than 16 queries on one thread. Kept.
-- **Arena** (`enable_cpu_mem_arena` off) for indexing: no difference beyond noise (56.1 vs
-  56.3 CPU ms/img). Left on.
+Other jobs shared this 2-core machine while these were measured. Linux's autogroup scheduling
+shares the CPU evenly between sessions, so a 2-thread process got about one core however it was
+niced. "Idle machine emulated" means the measurement ran in a session of its own with raised
+priority (`setsid`, then `echo -20 > /proc/self/autogroup`), which gives it both cores; "under
+load" means it shared them. The comparisons were interleaved.
+
+- **Text-tower session creation** (int8, 64 MB): `ORT_ENABLE_ALL` vs `ORT_DISABLE_ALL` vs a
+  graph pre-optimised with `optimized_model_filepath` vs the ORT flatbuffer format (with and
+  without `session.use_ort_model_bytes_directly`), min of 4 loads each: 0.37-0.46 s for all, within
+  noise of one another: loading is reading and unpacking initialisers, not optimising the graph.
+  Rejected, kept `ORT_ENABLE_ALL`. `session.disable_prepacking`: loads no faster, a query takes
+  40 instead of 17 ms. Rejected.
+- **Loading the text tower in a background thread** while FAISS is imported and the index
+  opened: cold query 0.457 s in-process either way, whole process 0.603 vs 0.589 s (12 fresh
+  processes each, idle machine emulated); at 1M 0.581 vs 0.546 s. The loads contend rather than
+  overlap. Rejected (tried in aa60a47, removed).
+- **Lazy imports**: Pillow is imported only for image work (`Encoder.preprocess` is built on
+  first use); `import clipsearch_onnx.search` 551 -> 486 ms median under load. Kept, guarded by
+  `tests/test_startup_imports.py`. Not ours to change: the editable install's import hook costs
+  ~30 ms of every start (`python -c pass` 43 ms, `python -S -c pass` 15 ms).
+- **Text tower threads for one caption** (CPU per query / p50; idle machine emulated): 1 thread
+  8.5 ms / 7.7 ms, 2 threads without spinning 16.3 / 9.6, 2 threads spinning 16.0 / 7.9; under
+  background load 8.8 / 23.9, 9.6 / 15.5 and 16.8 / 36.2. Batches of 256 captions: 1 thread 123,
+  2 threads 237 captions/s. Kept: the searcher's text tower runs one thread (unless `--threads`
+  is given), batch users (eval) keep all cores; no spinning anywhere.
+- **FAISS threads for one query**: 10k flat, p50 64 ms with 2 OpenMP threads, 0.56 ms with 1;
+  1M ivf-sq8 nprobe 125, one thread 3.9 ms, two threads splitting the probes
+  (`parallel_mode=1`) 36 ms. Fork/join waits for a thread a busy machine does not schedule.
+  Kept: fewer than 16 queries run on one thread (`VectorIndex.search`).
+- **Exact re-scoring** of an IVF index's candidates with the float32 embeddings its shards keep
+  (memory-mapped; only the rows read are paged in): the 8-bit codes move scores by ~1e-3, which
+  swaps near-ties at the 10th place. recall@10 at 1M, queries drawn like the data: 0.979 ->
+  1.000 (nprobe 32-125); 1000 tight clusters (spread 0.3), queries drawn like the data: 0.953 ->
+  1.000. Kept (`Searcher.search_vector`, 4k candidates for k results).
+- **nprobe** (1M, 4000 lists, ivf-sq8 + re-scoring; text-embedding queries, which are the
+  hard case; nprobe 125 / 256 / 512):
+  bench/vectors.py data 0.957 / 0.991 / 0.999; 1000 gaussian clusters spread 1.0: 0.959 /
+  0.990 / 1.000; 4000 clusters spread 1.0: 0.885 / 0.936 / 0.973; spread 0.3: 1.000 throughout;
+  spread 2.0 (members barely closer to each other than to anything): 0.629 / 0.769 / 0.890 - no
+  affordable nprobe helps there. Queries drawn like the data: 1.000 from nprobe 32 in all. Index
+  search, one query: 3.9 / 7.1 / 7.8 ms. Default changed from nlist/32 to nlist/8 (500 at 1M).
+- **Cheaper codes to afford more probes** (4000 clusters spread 1.0, text queries, nprobe 512,
+  one thread): SQ8 7.8 ms recall 0.954; SQ4 8.9 ms, 0.954 (no faster in FAISS); IVF-PQ 64x4
+  fast-scan 1.9 ms but recall 0.09-0.24 even re-scoring 200 candidates. Rejected; kept SQ8.
+- **CPU memory arena** off, indexing: 56.1 vs 56.3 CPU ms/img. Left on.
 """
 
 

@@ -86,14 +86,13 @@ def probe_warm(index_dir: Path, n: int) -> dict:
     }
 
 
-def probe_cold(index_dir: Path, prefetch: bool = True) -> dict:
+def probe_cold(index_dir: Path) -> dict:
     t0 = time.perf_counter()
     from clipsearch_onnx.search import open_searcher
     from clipsearch_onnx.settings import load_settings
 
     t1 = time.perf_counter()
-    settings = load_settings({"index_dir": index_dir})
-    searcher = open_searcher(settings, prefetch=("text",) if prefetch else ())
+    searcher = open_searcher(load_settings({"index_dir": index_dir}))
     t2 = time.perf_counter()
     searcher.search("a dog running on the beach")
     t3 = time.perf_counter()
@@ -105,12 +104,11 @@ def main() -> None:
     p.add_argument("what", choices=("open", "warm", "cold"))
     p.add_argument("--index", required=True, type=Path)
     p.add_argument("--n", type=int, default=200)
-    p.add_argument("--no-prefetch", action="store_true", help="cold: load the text tower late")
     args = p.parse_args()
     if args.what == "open":
         result = probe_open(args.index)
     elif args.what == "cold":
-        result = probe_cold(args.index, not args.no_prefetch)
+        result = probe_cold(args.index)
     else:
         result = probe_warm(args.index, args.n)
     print(json.dumps(result))
