@@ -57,10 +57,20 @@ load" means it shared them. The comparisons were interleaved.
   0.990 / 1.000; 4000 clusters spread 1.0: 0.885 / 0.936 / 0.973; spread 0.3: 1.000 throughout;
   spread 2.0 (members barely closer to each other than to anything): 0.629 / 0.769 / 0.890 - no
   affordable nprobe helps there. Queries drawn like the data: 1.000 from nprobe 32 in all. Index
-  search, one query: 3.9 / 7.1 / 7.8 ms. Default changed from nlist/32 to nlist/8 (500 at 1M).
-- **Cheaper codes to afford more probes** (4000 clusters spread 1.0, text queries, nprobe 512,
-  one thread): SQ8 7.8 ms recall 0.954; SQ4 8.9 ms, 0.954 (no faster in FAISS); IVF-PQ 64x4
-  fast-scan 1.9 ms but recall 0.09-0.24 even re-scoring 200 candidates. Rejected; kept SQ8.
+  search, one query, under load and before the prefetch fix below: 3.9 / 7.1 / 7.8-16 ms.
+  Default changed from nlist/32 to nlist/8 (500 at 1M).
+- **List prefetching of memory-mapped IVF lists**: faiss opens them as OnDiskInvertedLists,
+  which start 32 threads per search to touch the probed lists' pages (24% of samples under
+  `perf`). 1M, nprobe 500, one query: 12.7 -> 8.4 ms p50 without them (in RAM instead of mapped:
+  6.5 ms, but 512 MB resident); first query after opening 240-570 -> 15-17 ms. Kept
+  (`prefetch_nthread = 0` in `VectorIndex.open`).
+- **Cheaper codes to afford more probes** (one thread, nprobe 500): SQ8 with one range for all
+  dimensions (`QT_8bit_uniform`) scans 26% faster (5.0 vs 8.4 ms mapped) with the same recall
+  after re-scoring on this data, but near-duplicate clusters (members at cosine 0.995 to their
+  centre) fall from 0.998 to 0.888 recall@10 after re-scoring 40 candidates. Rejected. SQ4: no
+  faster than SQ8 in FAISS (8.9 vs 7.8 ms at nprobe 512); SQ6 slower (9.7 vs 7.3 ms); IVF-PQ
+  64x4 fast-scan 1.9 ms but recall 0.09-0.24 on text queries even re-scoring 200 candidates.
+  Rejected; kept per-dimension SQ8.
 - **CPU memory arena** off, indexing: 56.1 vs 56.3 CPU ms/img. Left on.
 """
 
