@@ -22,6 +22,11 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--cache", type=Path, default=Path("build/bench"), help="(build/bench)")
     p.add_argument("--out", type=Path, default=Path("BENCHMARKS.md"), help="(BENCHMARKS.md)")
     p.add_argument(
+        "--render-only",
+        action="store_true",
+        help="rewrite --out from the last run's figures (CACHE/results.json), measuring nothing",
+    )
+    p.add_argument(
         "--conditions", default="", metavar="TEXT", help="a note on how the machine was shared"
     )
     return p.parse_args(argv)
@@ -38,6 +43,11 @@ def query_index(cache: Path, model: Path, web: list[Path]) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
+    if args.render_only:
+        results = json.loads((args.cache / "results.json").read_text())
+        results["large"]["sizes"] = {int(n): f for n, f in results["large"]["sizes"].items()}
+        args.out.write_text(report.render(results, levers_section(results["levers"])))
+        return 0
     started = time.perf_counter()
     load_start = machine.load_average()
     quick = args.quick

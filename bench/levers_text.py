@@ -126,9 +126,9 @@ def render(lev: dict) -> list[str]:
             [
                 ["interpreter start-up and exit", f"{c['process_s'] - c['total_s']:.3f}"],
                 ["imports (clipsearch_onnx.search)", f"{c['imports_s']:.3f}"],
-                ["open_searcher (index, catalog; text tower starts loading)", f"{c['open_s']:.3f}"],
+                ["open_searcher (index, catalog, model manifest)", f"{c['open_s']:.3f}"],
                 [
-                    "first query (waits for the text tower, tokenizer, search)",
+                    "first query (text tower load, tokenizer, embedding, search)",
                     f"{c['first_query_s']:.3f}",
                 ],
                 ["whole process", f"{c['process_s']:.3f}"],
