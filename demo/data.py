@@ -4,8 +4,9 @@
     dest/captions.txt                   "demo_00000.jpg#0<TAB>A big red circle on the left ."
     dest/Flickr_8k.trainImages.txt      one file name a line (also dev, test)
 
-Every caption names the shape's colour and shape with those exact words; size, position and the
-framing of the sentence are paraphrased. The output depends only on (n_images, seed).
+Every caption names the shape's colour and shape with those words (the shape in the plural in
+two templates of 21); size, position and the framing of the sentence are paraphrased. The output
+depends only on (n_images, seed).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import colorsys
 import json
 import math
 import random
+import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -117,6 +119,9 @@ TEMPLATES = (
     "{f}{a:c h}",
     "{a:c h} on {b}",
     "{f}{a:c h} on {b}",
+    # plurals, so that "red circles" means something to the model too
+    "one of the {c} {h}s , {s} , {p}",
+    "{c} {h}s : this one is {s} , {p}",
 )
 
 
@@ -131,6 +136,37 @@ class Scene:
 
 def _article(words: str) -> str:
     return ("an " if words[0] in "aeiou" else "a ") + words
+
+
+ATTRIBUTES = ("colour", "shape", "size", "position", "background")
+
+
+def _phrases() -> dict[str, dict[str, tuple[str, ...]]]:
+    return {
+        "colour": {c: (c,) for c in COLOURS},
+        "shape": {h: (h, h + "s") for h in SHAPES},
+        "size": SIZE_WORDS,
+        "position": POSITION_PHRASES,
+        "background": {
+            k: tuple(p.split(" ", 1)[1] for p in v) for k, v in BACKGROUND_WORDS.items()
+        },
+    }
+
+
+def attribute_values() -> dict[str, tuple[str, ...]]:
+    """Each attribute's possible values, in a fixed order."""
+    return {attribute: tuple(values) for attribute, values in _phrases().items()}
+
+
+def mentions(text: str) -> dict[str, str]:
+    """The attributes a caption names, read back from its words: {"colour": "red", ...}."""
+    padded = " " + " ".join(re.findall(r"[a-z]+", text.lower())) + " "
+    out = {}
+    for attribute, values in _phrases().items():
+        found = {v for v, phrases in values.items() if any(f" {p} " in padded for p in phrases)}
+        if len(found) == 1:
+            out[attribute] = found.pop()
+    return out
 
 
 def caption(scene: Scene, template: str, rng: random.Random) -> str:
@@ -256,6 +292,7 @@ def _scene(rng: random.Random) -> Scene:
     return Scene(colour, rng.choice(SHAPES), rng.choice(SIZES), rng.choice(POSITIONS), dark)
 
 
+DEFAULT_IMAGES = 8000  # Flickr8k's size
 MARKER = ".complete"
 SPLITS = {
     "train": "Flickr_8k.trainImages.txt",
@@ -264,10 +301,10 @@ SPLITS = {
 }
 
 
-def generate(dest: Path, n_images: int = 3000, seed: int = 0) -> Path:
+def generate(dest: Path, n_images: int = DEFAULT_IMAGES, seed: int = 0) -> Path:
     """Write the data set into `dest` (skipped if a complete one with these settings is there)."""
     dest = Path(dest)
-    stamp = json.dumps({"n_images": n_images, "seed": seed, "format": 2})
+    stamp = json.dumps({"n_images": n_images, "seed": seed, "format": 3})
     marker = dest / MARKER
     if marker.is_file() and marker.read_text(encoding="utf-8") == stamp:
         return dest
@@ -320,7 +357,7 @@ def read_split(data_dir: Path, split: str) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m demo.data", description=__doc__.split("\n")[0])
     parser.add_argument("--dest", type=Path, default=Path("data/demo"))
-    parser.add_argument("--n-images", type=int, default=3000)
+    parser.add_argument("--n-images", type=int, default=DEFAULT_IMAGES)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     print(generate(args.dest, args.n_images, args.seed))
