@@ -1,20 +1,26 @@
-"""`make demo`: the whole pipeline offline, on generated data and a small CLIP trained here.
+"""`make demo`: the whole pipeline offline, on generated data and a small CLIP trained on it.
 
-data (data/demo) -> trained checkpoint (models/demo-torch) -> ONNX export fp32 + int8 (models/demo)
--> index (data/demo/index) -> one sample search. Each step is skipped when its output is already
-there, so a second run takes seconds.
+data (data/demo) -> checkpoint -> ONNX export fp32 + int8 (models/demo) -> index (data/demo/index)
+-> one sample search. The checkpoint is the one committed in demo/checkpoint (made by
+`python -m demo.train`, see its training.json), or with --retrain one trained here from scratch
+into models/demo-torch. Each step is skipped when its output is already there, so a second run
+takes seconds.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+from demo.data import DEFAULT_IMAGES, generate
+
 DATA = Path("data/demo")
-CHECKPOINT = Path("models/demo-torch")
+COMMITTED = Path(__file__).resolve().parent / "checkpoint"
+CHECKPOINT = Path("models/demo-torch")  # where --retrain and --fast train
 MODEL = Path("models/demo")
 INDEX = DATA / "index"
 SAMPLE_QUERY = "a red circle"
@@ -43,31 +49,44 @@ def _exported(checkpoint: Path, model: Path) -> bool:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m demo", description=__doc__.split("\n")[0])
-    parser.add_argument("--images", type=int, default=3000, help="how many images to generate")
-    parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
+        "--images", type=int, default=DEFAULT_IMAGES, help="how many images to generate"
+    )
+    parser.add_argument("--seed", type=int, default=0)
+    how = parser.add_mutually_exclusive_group()
+    how.add_argument(
+        "--retrain",
+        action="store_true",
+        help=f"train the model here (about 6 minutes on 2 cores) instead of using {COMMITTED}",
+    )
+    how.add_argument(
         "--fast",
         action="store_true",
-        help="a tiny model trained for 2 epochs: checks the pipeline, not quality",
+        help="train a tiny model for a few steps: checks the pipeline, not quality",
     )
     args = parser.parse_args(argv)
     started = time.monotonic()
 
-    from demo.data import generate
-    from demo.train import FAST, Recipe, train
-
     _step(f"data: {args.images} generated images with 5 captions each in {DATA}")
     generate(DATA, n_images=args.images, seed=args.seed)
 
-    _step(f"model: a small CLIP trained on the train split, in {CHECKPOINT}")
-    train(DATA, CHECKPOINT, seed=args.seed, recipe=FAST if args.fast else Recipe())
+    if args.retrain or args.fast:
+        from demo.train import FAST, Recipe, train
+
+        _step(f"model: a small CLIP trained on the train split, in {CHECKPOINT}")
+        checkpoint = train(DATA, CHECKPOINT, seed=args.seed, recipe=FAST if args.fast else Recipe())
+    else:
+        checkpoint = COMMITTED
+        record = json.loads((checkpoint / "training.json").read_text(encoding="utf-8"))
+        _step(f"model: the small CLIP in {checkpoint} (--retrain trains it here)")
+        print(f"trained by python -m demo.train: {record['metrics']}", file=sys.stderr)
 
     _step(f"export: ONNX fp32 + int8 in {MODEL}")
-    if _exported(CHECKPOINT, MODEL):
+    if _exported(checkpoint, MODEL):
         print(f"{MODEL} is up to date", file=sys.stderr)
     else:
-        _run("-m", "export", "--model", str(CHECKPOINT), "--out", str(MODEL))
-        trained = (CHECKPOINT / "training.json").read_text(encoding="utf-8")
+        _run("-m", "export", "--model", str(checkpoint), "--out", str(MODEL))
+        trained = (checkpoint / "training.json").read_text(encoding="utf-8")
         (MODEL / EXPORT_STAMP).write_text(trained, encoding="utf-8")
 
     _step(f"index: {DATA / 'Images'} -> {INDEX}")
