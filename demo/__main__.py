@@ -82,15 +82,21 @@ def main(argv: list[str] | None = None) -> int:
         print(f"trained by python -m demo.train: {record['metrics']}", file=sys.stderr)
 
     _step(f"export: ONNX fp32 + int8 in {MODEL}")
-    if _exported(checkpoint, MODEL):
-        print(f"{MODEL} is up to date", file=sys.stderr)
-    else:
-        _run("-m", "export", "--model", str(checkpoint), "--out", str(MODEL))
+    exported = not _exported(checkpoint, MODEL)
+    if exported:
+        # Replace an export this script made of another checkpoint (--retrain, --fast); anything
+        # else in that folder is the user's, and export refuses to touch it.
+        replace = ["--overwrite"] if (MODEL / EXPORT_STAMP).is_file() else []
+        _run("-m", "export", "--model", str(checkpoint), "--out", str(MODEL), *replace)
         trained = (checkpoint / "training.json").read_text(encoding="utf-8")
         (MODEL / EXPORT_STAMP).write_text(trained, encoding="utf-8")
+    else:
+        print(f"{MODEL} is up to date", file=sys.stderr)
 
     _step(f"index: {DATA / 'Images'} -> {INDEX}")
     cli = ("-m", "clipsearch_onnx")
+    # A new model makes the old vectors meaningless: start the index over.
+    rebuild = ["--rebuild"] if exported else []
     _run(
         *cli,
         "index",
@@ -101,6 +107,7 @@ def main(argv: list[str] | None = None) -> int:
         str(MODEL),
         "--index",
         str(INDEX),
+        *rebuild,
     )
 
     _step(f"search: {SAMPLE_QUERY!r}")

@@ -1,7 +1,8 @@
 """`make demo`'s pipeline end to end (data, training, export, index, search), on a tiny recipe.
 
-This checks that every step runs and hands the next one what it needs, and that a second run
-reuses what is built. The quality of the full recipe is a separate, slower matter.
+This checks that every step runs and hands the next one what it needs, that a second run reuses
+what is built, and that switching to another checkpoint replaces the export and the index. The
+committed model's quality is tests/test_demo_quality.py's matter.
 """
 
 from __future__ import annotations
@@ -17,10 +18,10 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _demo(cwd: Path) -> subprocess.CompletedProcess:
+def _demo(cwd: Path, *args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     return subprocess.run(
-        [sys.executable, "-m", "demo", "--fast", "--images", "120"],
+        [sys.executable, "-m", "demo", "--images", "120", *args],
         cwd=cwd,
         env=env,
         capture_output=True,
@@ -31,7 +32,7 @@ def _demo(cwd: Path) -> subprocess.CompletedProcess:
 
 @pytest.mark.slow
 def test_demo_builds_everything_then_reuses_it(tmp_path):
-    first = _demo(tmp_path)
+    first = _demo(tmp_path, "--fast")
     assert first.returncode == 0, first.stderr[-2000:]
     rows = [line for line in first.stdout.splitlines() if line.strip()[:1].isdigit()]
     assert len(rows) == 10  # the sample search printed its top 10
@@ -45,12 +46,29 @@ def test_demo_builds_everything_then_reuses_it(tmp_path):
         assert (tmp_path / path).is_file(), path
     assert "Traceback" not in first.stderr
 
-    second = _demo(tmp_path)
+    second = _demo(tmp_path, "--fast")
     assert second.returncode == 0, second.stderr[-2000:]
     assert "already trained" in second.stderr
     assert "is up to date" in second.stderr
     assert "0 embedded" in second.stderr  # nothing re-embedded
 
+    info = subprocess.run(
+        [sys.executable, "-m", "clipsearch_onnx", "info", "--index", "data/demo/index", "--json"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert json.loads(info.stdout)["count"] == 120
+
+    # Then the committed checkpoint, as plain `make demo` uses it: a new export, a new index.
+    third = _demo(tmp_path)
+    assert third.returncode == 0, third.stderr[-2000:]
+    assert "trained by python -m demo.train" in third.stderr  # the committed one, not trained here
+    rows = [line for line in third.stdout.splitlines() if line.strip()[:1].isdigit()]
+    assert len(rows) == 10
+    manifest = json.loads((tmp_path / "models/demo/manifest.json").read_text(encoding="utf-8"))
+    assert Path(manifest["source"]["model"]).name == "checkpoint"
     info = subprocess.run(
         [sys.executable, "-m", "clipsearch_onnx", "info", "--index", "data/demo/index", "--json"],
         cwd=tmp_path,
