@@ -31,8 +31,8 @@ def _step(title: str) -> None:
     print(f"\n== {title}", file=sys.stderr, flush=True)
 
 
-def _run(*argv: str) -> None:
-    result = subprocess.run([sys.executable, *argv])
+def _run(*argv: str, stdout=None) -> None:
+    result = subprocess.run([sys.executable, *argv], stdout=stdout)
     if result.returncode:
         sys.exit(f"demo: `{' '.join(argv)}` failed with exit code {result.returncode}")
 
@@ -87,7 +87,9 @@ def main(argv: list[str] | None = None) -> int:
         # Replace an export this script made of another checkpoint (--retrain, --fast); anything
         # else in that folder is the user's, and export refuses to touch it.
         replace = ["--overwrite"] if (MODEL / EXPORT_STAMP).is_file() else []
-        _run("-m", "export", "--model", str(checkpoint), "--out", str(MODEL), *replace)
+        # (export prints the folder on stdout for scripts; the demo's stdout is the search table)
+        export = ("-m", "export", "--model", str(checkpoint), "--out", str(MODEL), *replace)
+        _run(*export, stdout=subprocess.DEVNULL)
         trained = (checkpoint / "training.json").read_text(encoding="utf-8")
         (MODEL / EXPORT_STAMP).write_text(trained, encoding="utf-8")
     else:
