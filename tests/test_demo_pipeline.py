@@ -30,14 +30,30 @@ def _demo(cwd: Path, *args: str) -> subprocess.CompletedProcess:
     )
 
 
+def _search_rows(run: subprocess.CompletedProcess) -> list[str]:
+    """The demo's stdout, which must be the sample search's top 10 and nothing else."""
+    rows = [line for line in run.stdout.splitlines() if line.strip()]
+    assert len(rows) == 10, run.stdout
+    assert all(row.strip()[:1].isdigit() for row in rows), run.stdout
+    return rows
+
+
+def _indexed_count(cwd: Path) -> int:
+    info = subprocess.run(
+        [sys.executable, "-m", "clipsearch_onnx", "info", "--index", "data/demo/index", "--json"],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return json.loads(info.stdout)["count"]
+
+
 @pytest.mark.slow
 def test_demo_builds_everything_then_reuses_it(tmp_path):
     first = _demo(tmp_path, "--fast")
     assert first.returncode == 0, first.stderr[-2000:]
-    rows = [line for line in first.stdout.splitlines() if line.strip()]
-    assert len(rows) == 10  # stdout is the sample search's top 10, and nothing else
-    assert all(row.strip()[:1].isdigit() for row in rows)
-    assert all("data/demo/Images/demo_" in row for row in rows)
+    assert all("data/demo/Images/demo_" in row for row in _search_rows(first))
     for path in (
         "data/demo/captions.txt",
         "models/demo/manifest.json",
@@ -53,28 +69,13 @@ def test_demo_builds_everything_then_reuses_it(tmp_path):
     assert "is up to date" in second.stderr
     assert "0 embedded" in second.stderr  # nothing re-embedded
 
-    info = subprocess.run(
-        [sys.executable, "-m", "clipsearch_onnx", "info", "--index", "data/demo/index", "--json"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    assert json.loads(info.stdout)["count"] == 120
+    assert _indexed_count(tmp_path) == 120
 
     # Then the committed checkpoint, as plain `make demo` uses it: a new export, a new index.
     third = _demo(tmp_path)
     assert third.returncode == 0, third.stderr[-2000:]
     assert "trained by python -m demo.train" in third.stderr  # the committed one, not trained here
-    rows = [line for line in third.stdout.splitlines() if line.strip()[:1].isdigit()]
-    assert len(rows) == 10
+    _search_rows(third)
     manifest = json.loads((tmp_path / "models/demo/manifest.json").read_text(encoding="utf-8"))
     assert Path(manifest["source"]["model"]).name == "checkpoint"
-    info = subprocess.run(
-        [sys.executable, "-m", "clipsearch_onnx", "info", "--index", "data/demo/index", "--json"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    assert json.loads(info.stdout)["count"] == 120
+    assert _indexed_count(tmp_path) == 120
