@@ -1,7 +1,8 @@
 """fp32 ONNX -> int8 ONNX with onnxruntime.quantization, in the variants `quant_study` compares.
 
-The default (`DEFAULT`) is the variant the study found fastest on an AVX2 CPU without VNNI at
-acceptable fidelity; the study's table is recorded in the manifest next to the settings.
+The default (`DEFAULT`) is the variant the study found fastest at acceptable fidelity, with 7-bit
+weights so that the same file is faithful on every x86 CPU; the study's table is recorded in the
+manifest next to the settings.
 """
 
 from __future__ import annotations
@@ -23,7 +24,10 @@ class QuantSettings:
     per_channel: bool = True  # one weight scale per output channel instead of per tensor
     weight_type: str = "QInt8"  # QInt8 | QUInt8
     activation_type: str = "QUInt8"  # static only (dynamic is always uint8)
-    reduce_range: bool = False  # 7-bit weights: avoids u8*s8 int16 saturation on AVX2 w/o VNNI
+    # 7-bit weights: on AVX2 CPUs without VNNI, ONNX Runtime multiplies u8 activations by s8
+    # weights with vpmaddubsw, whose int16 pair sums saturate with full-range weights. An export
+    # runs wherever its users are, so the default must not depend on the exporting CPU.
+    reduce_range: bool = True
     op_types: tuple[str, ...] = ("MatMul", "Gemm", "Gather")
     # none: the exported graph (onnxruntime still optimises the quantised graph when loading it);
     # pre_process: onnxruntime's quant_pre_process (symbolic shape inference + basic graph
@@ -58,8 +62,10 @@ WHY_DEFAULT = (
     "Measured by `python -m export.quant_study` on a random-weight ViT-B/32 (table in 'study'; "
     "2 threads on a shared machine: differences under ~10% are noise). Dynamic int8 is 2.2-2.6x "
     "ONNX fp32 (which is 1.7x PyTorch on images). Per-channel weights are as fast as per-tensor "
-    "with higher fidelity; reduce_range only costs fidelity (the CPU has VNNI, so no u8*s8 "
-    "saturation to avoid). Quantising Gather (the token embedding table) is what "
+    "with higher fidelity. reduce_range (7-bit weights) is on: on an AVX2 CPU without VNNI "
+    "(AMD Zen 3) full-range weights saturate ONNX Runtime's u8*s8 kernel, and a tiny CLIP's "
+    "text tower fell to cosine 0.81 against PyTorch (0.997 with reduce_range); on VNNI CPUs it "
+    "costs a little fidelity and no speed. Quantising Gather (the token embedding table) is what "
     "brings text.int8 under half of fp32 (64 vs 140 of 254 MB) at no measurable fidelity cost. "
     "QUInt8 weights and static QInt8 activations are clearly slower on this CPU; static QDQ "
     "with QUInt8 activations is no faster than dynamic, less faithful, and would need calibration "
