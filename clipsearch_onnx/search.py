@@ -89,27 +89,46 @@ class Searcher:
     def count(self) -> int:
         return self.vectors.count
 
-    def embed_query(self, text: str | None = None, image: str | Path | None = None) -> np.ndarray:
+    def view(self) -> Searcher:
+        """This searcher with a catalog connection of its own, for another thread (a SQLite
+        connection belongs to the thread that opened it); vectors and encoder are shared."""
+        catalog = Catalog.open(self.index_dir, readonly=True)
+        return Searcher(self.index_dir, self.vectors, catalog, self.encoder)
+
+    def embed_query(
+        self,
+        text: str | None = None,
+        image: str | Path | None = None,
+        *,
+        image_data: bytes | None = None,
+    ) -> np.ndarray:
+        """With `image_data` (an upload's bytes) the image is decoded from them and `image` only
+        names it."""
         parts = []
         if text is not None and text.strip():
             parts.append(self.encoder.embed_texts([text]))
         if image is not None:
-            path = Path(image).expanduser()
-            if not path.exists():
-                raise InputError(f"query image {path} does not exist")
             from clipsearch_onnx.preprocess import load_image
 
-            parts.append(self.encoder.embed_images([load_image(path)]))
+            path = Path(image).expanduser()
+            if image_data is None and not path.exists():
+                raise InputError(f"query image {path} does not exist")
+            parts.append(self.encoder.embed_images([load_image(path, data=image_data)]))
         if not parts:
             raise InputError("give a text, an image, or both to search for")
         # Text and image embeddings are unit vectors: their normalised sum weighs them equally.
         return normalise(np.sum(parts, axis=0))
 
     def search(
-        self, text: str | None = None, image: str | Path | None = None, k: int = DEFAULT_K
+        self,
+        text: str | None = None,
+        image: str | Path | None = None,
+        k: int = DEFAULT_K,
+        *,
+        image_data: bytes | None = None,
     ) -> Response:
         started = time.perf_counter()
-        query = self.embed_query(text, image)
+        query = self.embed_query(text, image, image_data=image_data)
         results = self.search_vector(query[0], k)
         took = (time.perf_counter() - started) * 1000
         q: dict[str, Any] = {}
@@ -118,6 +137,26 @@ class Searcher:
         if image is not None:
             q["image"] = str(image)
         return Response(q, results, took)
+
+    def vector_of(self, item_id: int) -> np.ndarray | None:
+        """The stored embedding of a catalogued image; None if it is not catalogued (or its
+        shard went away meanwhile)."""
+        item = self.catalog.by_ids([item_id]).get(item_id)
+        emb = None if item is None else self._shard_embeddings(item.shard)
+        if item is None or emb is None or emb.ndim != 2 or item.row >= len(emb):
+            return None
+        return np.asarray(emb[item.row], dtype=np.float32)
+
+    def similar(self, item_id: int, k: int = DEFAULT_K) -> Response:
+        """More like a catalogued image, from its stored embedding (nothing is decoded)."""
+        started = time.perf_counter()
+        item = self.catalog.by_ids([item_id]).get(item_id)
+        vector = self.vector_of(item_id)
+        if item is None or vector is None:
+            raise InputError(f"no image with id {item_id} in the index {self.index_dir}")
+        results = self.search_vector(vector, k)
+        took = (time.perf_counter() - started) * 1000
+        return Response({"id": item_id, "image": item.path}, results, took)
 
     def search_vector(self, vector: np.ndarray, k: int = DEFAULT_K) -> list[Result]:
         if k < 1:
@@ -247,11 +286,20 @@ def _query_model(settings: Settings, index_dir: Path, meta: dict[str, Any]) -> t
     return manifest, settings.precision or precision
 
 
-def open_searcher(settings: Settings) -> Searcher:
+def open_searcher(settings: Settings, *, reuse: Encoder | None = None) -> Searcher:
+    """The index of `settings` with the encoder of its model; `reuse` is taken instead of a new
+    encoder when it is that model at that precision (a server reopening a republished index)."""
     index_dir = settings.resolved_index_dir()
     vectors = VectorIndex.open(index_dir)
     manifest, precision = _query_model(settings, index_dir, vectors.meta)
-    # Queries are embedded one at a time: one text-tower thread unless --threads says otherwise.
-    encoder = Encoder(manifest, precision, settings.threads, text_threads=settings.threads or 1)
+    if (
+        reuse is not None
+        and reuse.manifest.fingerprint == manifest.fingerprint
+        and reuse.precision == (precision or manifest.default_precision)
+    ):
+        encoder = reuse
+    else:
+        # Queries are embedded one at a time: one text-tower thread unless --threads says so.
+        encoder = Encoder(manifest, precision, settings.threads, text_threads=settings.threads or 1)
     catalog = Catalog.open(index_dir, readonly=True)
     return Searcher(index_dir, vectors, catalog, encoder)
