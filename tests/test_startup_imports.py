@@ -10,7 +10,9 @@ import sys
 
 PROBE = """
 import json, sys
-import clipsearch_onnx.cli, clipsearch_onnx.commands, clipsearch_onnx.search
+import clipsearch_onnx.cli, clipsearch_onnx.search
+from clipsearch_onnx.cli.parser import COMMANDS
+clipsearch_onnx.cli.build_parser()
 import clipsearch_onnx.settings
 print(json.dumps(sorted({m.split(".")[0] for m in sys.modules})))
 """

@@ -1,0 +1,44 @@
+"""`clipsearch embed`: embeddings of texts and images as JSON lines."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from clipsearch_onnx.cli.options import add_common, settings_from
+from clipsearch_onnx.cli.output import print_json
+from clipsearch_onnx.cli.usage import add_command
+from clipsearch_onnx.errors import ExitCode, InputError
+
+
+def register(subparsers: Any) -> argparse.ArgumentParser:
+    p = add_command(subparsers, "embed", help="print embeddings of texts and images as JSON lines")
+    p.add_argument("--text", action="append", default=[], metavar="T", help="repeatable")
+    p.add_argument("--image", action="append", default=[], metavar="PATH", help="repeatable")
+    add_common(p, index=False)
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    from clipsearch_onnx.encoder import Encoder
+    from clipsearch_onnx.manifest import Manifest
+    from clipsearch_onnx.paths import default_model_dir
+    from clipsearch_onnx.preprocess import load_image
+
+    settings = settings_from(args)
+    if not args.text and not args.image:
+        raise InputError("nothing to embed: give --text and/or --image")
+    images = [load_image(Path(p).expanduser()) for p in args.image]  # fail before any output
+    encoder = Encoder(
+        Manifest.load(settings.model_dir or default_model_dir()),
+        settings.precision,
+        settings.threads,
+    )
+    if args.text:
+        for text, emb in zip(args.text, encoder.embed_texts(args.text), strict=True):
+            print_json({"kind": "text", "input": text, "embedding": emb.tolist()})
+    if images:
+        for path, emb in zip(args.image, encoder.embed_images(images), strict=True):
+            print_json({"kind": "image", "input": path, "embedding": emb.tolist()})
+    return ExitCode.OK

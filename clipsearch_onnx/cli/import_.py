@@ -1,0 +1,58 @@
+"""`clipsearch import SHARD_DIR...`: merge embedding shards computed elsewhere.
+
+(The module is `import_` because `import` is a keyword; the command is `import`.)"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from clipsearch_onnx.cli.options import INDEX_TYPES, add_common, settings_from
+from clipsearch_onnx.cli.usage import add_command
+from clipsearch_onnx.errors import ExitCode
+
+
+def register(subparsers: Any) -> argparse.ArgumentParser:
+    p = add_command(
+        subparsers,
+        "import",
+        help="merge embedding shards computed elsewhere",
+        description="A shard is a folder with embeddings.npy (float32 [N,D], unit "
+        'rows) and items.jsonl (N lines {"path": ..., "captions": [...]}).',
+    )
+    p.add_argument("shards", nargs="+", metavar="SHARD_DIR")
+    add_common(p)
+    p.add_argument("--index-type", choices=INDEX_TYPES, default="auto")
+    p.add_argument("--ivf-threshold", type=int, default=200_000, metavar="N")
+    p.add_argument("-q", "--quiet", action="store_true")
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    from clipsearch_onnx.importer import import_shards
+    from clipsearch_onnx.manifest import Manifest
+    from clipsearch_onnx.progressbar import Bar
+
+    settings = settings_from(args)
+    bar = Bar(enabled=not args.quiet, unit="items")
+    manifest = Manifest.load(settings.model_dir) if settings.model_dir else None
+    report = import_shards(
+        settings.resolved_index_dir(),
+        [Path(s) for s in args.shards],
+        manifest,
+        precision=settings.precision,
+        index_type=args.index_type,
+        ivf_threshold=args.ivf_threshold,
+        progress=bar.start,
+        advance=bar.advance,
+    )
+    bar.finish()
+    if not args.quiet:
+        print(
+            f"imported {report.items} items from {report.shards} shards; "
+            f"the index holds {report.count}",
+            file=sys.stderr,
+        )
+    return ExitCode.OK

@@ -1,0 +1,110 @@
+"""`clipsearch index PATH`: embed every image below a folder into an index (incremental)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from clipsearch_onnx.cli.options import INDEX_TYPES, add_common, settings_from
+from clipsearch_onnx.cli.usage import add_command
+from clipsearch_onnx.errors import ExitCode
+
+
+def register(subparsers: Any) -> argparse.ArgumentParser:
+    p = add_command(
+        subparsers,
+        "index",
+        help="index the images below a folder (incremental, resumable)",
+        description="Embed every image below PATH and store the vectors in an "
+        "on-disk index. Batches are committed as they finish: an interrupted run "
+        "resumes where it stopped; a second run embeds only new and changed files "
+        "and drops deleted ones.",
+    )
+    p.add_argument("path", metavar="PATH", help="folder of images (searched recursively)")
+    p.add_argument(
+        "--captions",
+        metavar="FILE",
+        help="captions in Flickr8k format (name.jpg#k<TAB>caption), attached by name",
+    )
+    add_common(p)
+    p.add_argument("--batch-size", type=int, metavar="N", help="images per inference batch (32)")
+    p.add_argument(
+        "--checkpoint",
+        type=int,
+        default=256,
+        metavar="N",
+        help="commit every N images; at most this much work is redone after a crash",
+    )
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=2,
+        metavar="N",
+        help="threads decoding images ahead of inference (2)",
+    )
+    p.add_argument(
+        "--index-type",
+        choices=INDEX_TYPES,
+        default="auto",
+        help="flat (exact) or IVF (approximate, for large collections); auto picks "
+        "flat below --ivf-threshold vectors",
+    )
+    p.add_argument(
+        "--ivf-threshold",
+        type=int,
+        default=200_000,
+        metavar="N",
+        help="collection size from which auto uses ivf-sq8 (200000)",
+    )
+    p.add_argument("--rebuild", action="store_true", help="forget the existing index, start over")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    from clipsearch_onnx.collection import recorded_encoder
+    from clipsearch_onnx.indexer import Indexer, Progress
+    from clipsearch_onnx.progressbar import Bar
+
+    settings = settings_from(args)
+    bar = Bar(enabled=not args.quiet)
+    indexer = Indexer(
+        settings.resolved_index_dir(),
+        recorded_encoder(settings),
+        batch_size=settings.batch_size,
+        checkpoint=args.checkpoint,
+        index_type=args.index_type,
+        ivf_threshold=args.ivf_threshold,
+        workers=args.workers,
+        progress=Progress(
+            start=bar.start,
+            advance=bar.advance,
+            skip=lambda path, reason: bar.message(f"skipped {path}: {reason}"),
+        ),
+    )
+    try:
+        report = indexer.run(Path(args.path), args.captions, rebuild=args.rebuild)
+    except KeyboardInterrupt:
+        bar.finish()
+        print(
+            "interrupted: finished batches are kept; run the same command to resume",
+            file=sys.stderr,
+        )
+        return ExitCode.INTERRUPTED
+    bar.finish()
+    for warning in report.caption_warnings[:20]:
+        print(f"captions: {warning}", file=sys.stderr)
+    if len(report.caption_warnings) > 20:
+        print(f"captions: ... and {len(report.caption_warnings) - 20} more", file=sys.stderr)
+    if not args.quiet:
+        print(
+            f"indexed {report.count} images in {settings.resolved_index_dir()}: "
+            f"{report.added} added, {report.changed} changed, {report.moved} moved, "
+            f"{report.removed} removed, {report.unchanged} unchanged, "
+            f"{len(report.skipped)} skipped; {report.embedded} embedded in {report.seconds:.1f} s "
+            f"({report.images_per_second:.1f} img/s)",
+            file=sys.stderr,
+        )
+    return ExitCode.OK

@@ -1,0 +1,44 @@
+"""Options several commands share, and the one way from parsed arguments to `Settings`."""
+
+from __future__ import annotations
+
+import argparse
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from clipsearch_onnx.settings import Settings
+
+INDEX_TYPES = ("auto", "flat", "ivf-sq8", "ivf-pq")
+
+
+def add_common(p: argparse.ArgumentParser, *, index: bool = True, model: bool = True) -> None:
+    """--index, and --model/--precision/--threads (the names `settings_from` reads)."""
+    if index:
+        p.add_argument(
+            "--index", metavar="DIR", help="index folder (default: CLIPSEARCH_HOME/index)"
+        )
+    if model:
+        p.add_argument("--model", metavar="DIR", help="exported model folder (from `make export`)")
+        p.add_argument(
+            "--precision",
+            choices=("int8", "fp32"),
+            help="model precision (default: the index's, else the model's default)",
+        )
+        p.add_argument(
+            "--threads", type=int, metavar="N", help="inference threads (default: physical cores)"
+        )
+
+
+def settings_from(args: argparse.Namespace) -> Settings:
+    """Settings with the command's flags on top of environment, config file and defaults."""
+    from clipsearch_onnx.settings import load_settings
+
+    return load_settings(
+        {
+            "model_dir": getattr(args, "model", None),
+            "index_dir": getattr(args, "index", None),
+            "precision": getattr(args, "precision", None),
+            "threads": getattr(args, "threads", None),
+            "batch_size": getattr(args, "batch_size", None),
+        }
+    )

@@ -1,0 +1,85 @@
+"""`clipsearch search`: top-k images for a text, an image, or both; or many queries from a file.
+
+Options are added in `register` (grouped by what they do) and read in `run`; result formatting
+lives in its own functions so that new output modes and query kinds slot in beside the others.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import TYPE_CHECKING, Any
+
+from clipsearch_onnx.cli.options import add_common, settings_from
+from clipsearch_onnx.cli.output import print_json
+from clipsearch_onnx.cli.query_file import read_queries
+from clipsearch_onnx.cli.usage import add_command
+from clipsearch_onnx.errors import ExitCode, InputError
+
+if TYPE_CHECKING:
+    from clipsearch_onnx.search import Response
+
+
+def register(subparsers: Any) -> argparse.ArgumentParser:
+    p = add_command(
+        subparsers,
+        "search",
+        help="search by text, by image, or both",
+        description="Top-k images for a text, an image, or both (their embeddings "
+        "averaged). The index remembers its model, so --model is optional.",
+    )
+    p.add_argument("text", nargs="?", metavar="TEXT", help="what to look for, in words")
+    p.add_argument("--image", metavar="PATH", help="an example image")
+    p.add_argument("-k", type=int, default=10, metavar="N", help="how many results (10)")
+    out = p.add_mutually_exclusive_group()
+    out.add_argument("--json", action="store_true", help="one JSON object with query and results")
+    out.add_argument("--jsonl", action="store_true", help="one JSON line per result")
+    p.add_argument(
+        "--queries",
+        metavar="FILE",
+        help='answer many queries (a text per line, or {"text":..,"image":..}); '
+        "- reads stdin; one JSON line per query",
+    )
+    add_common(p)
+    return p
+
+
+def format_table(response: Response) -> str:
+    if not response.results:
+        return "no results (the index is empty)\n"
+    lines = []
+    for r in response.results:
+        caption = r.captions[0] if r.captions else ""
+        if len(caption) > 60:
+            caption = caption[:59] + "…"
+        lines.append(f"{r.rank:>3}  {r.score:6.3f}  {caption:<60}  {r.path}")
+    return "\n".join(lines) + "\n"
+
+
+def run(args: argparse.Namespace) -> int:
+    from clipsearch_onnx.search import open_searcher
+
+    if args.k < 1:
+        raise InputError("-k must be at least 1")
+    if args.queries is None and args.text is None and args.image is None:
+        raise InputError("give a TEXT, --image PATH, or --queries FILE")
+    queries = read_queries(args.queries) if args.queries is not None else None
+    searcher = open_searcher(settings_from(args))
+    try:
+        if queries is not None:
+            for q in queries:
+                k = int(q.get("k", args.k))
+                print_json(searcher.search(q.get("text"), q.get("image"), k).to_json())
+                sys.stdout.flush()
+            return ExitCode.OK
+        response = searcher.search(args.text, args.image, args.k)
+    finally:
+        searcher.close()
+    if args.json:
+        print_json(response.to_json())
+    elif args.jsonl:
+        for result in response.results:
+            print_json(result.to_json())
+    else:
+        sys.stdout.write(format_table(response))
+    return ExitCode.OK
