@@ -6,32 +6,50 @@ from __future__ import annotations
 import os
 import sys
 
-from clipsearch_onnx.cli.parser import build_parser
-from clipsearch_onnx.errors import ClipSearchError, ExitCode
+from clipsearch_onnx.cli import interrupts
+
+if interrupts.started_as_command():  # first, so that Ctrl-C while the CLI loads is one line too
+    interrupts.exit_on_early_sigint()
+
+from clipsearch_onnx.cli.interrupts import LINE, SigintWatch  # noqa: E402
+from clipsearch_onnx.cli.parser import build_parser  # noqa: E402
+from clipsearch_onnx.errors import ClipSearchError, ExitCode  # noqa: E402
 
 __all__ = ["build_parser", "main"]
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    with SigintWatch() as sigint:
+        try:
+            code, message = _run(argv, sigint)
+            if message:
+                print(message, file=sys.stderr)
+            return int(code)
+        except KeyboardInterrupt:  # a second Ctrl-C while the first is being reported
+            return int(ExitCode.INTERRUPTED)
+
+
+def _run(argv: list[str] | None, sigint: SigintWatch) -> tuple[int, str | None]:
+    """The command's exit code and the one line to report, if any."""
     try:
-        return int(args.run(args))
-    except ClipSearchError as exc:
-        print(f"clipsearch: error: {exc}", file=sys.stderr)
-        return int(exc.exit_code)
+        args = build_parser().parse_args(argv)
+        code, message = int(args.run(args)), None
     except KeyboardInterrupt:
-        print("clipsearch: interrupted", file=sys.stderr)
-        return int(ExitCode.INTERRUPTED)
+        return ExitCode.INTERRUPTED, LINE
     except BrokenPipeError:
         sys.stderr.close()  # `clipsearch search ... | head`: not an error
-        return int(ExitCode.OK)
+        return ExitCode.OK, None
+    except ClipSearchError as exc:
+        code, message = exc.exit_code, f"clipsearch: error: {exc}"
     except Exception as exc:  # a bug or an environment problem: one line, traceback on request
+        if sigint.fired:
+            return ExitCode.INTERRUPTED, LINE
         if os.environ.get("CLIPSEARCH_DEBUG"):
             raise
-        print(
-            f"clipsearch: unexpected error: {type(exc).__name__}: {exc} "
-            "(set CLIPSEARCH_DEBUG=1 for a traceback)",
-            file=sys.stderr,
-        )
-        return int(ExitCode.ERROR)
+        code = ExitCode.ERROR
+        message = f"clipsearch: unexpected error: {type(exc).__name__}: {exc} (set CLIPSEARCH_DEBUG=1 for a traceback)"
+    if sigint.fired and code != ExitCode.INTERRUPTED:
+        # The interrupt became something else on its way out (an error, or a library that
+        # swallowed it): the command did not finish as asked.
+        return ExitCode.INTERRUPTED, LINE
+    return code, message

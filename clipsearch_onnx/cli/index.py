@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from clipsearch_onnx.cli.interrupts import LINE
 from clipsearch_onnx.cli.options import INDEX_TYPES, add_common, settings_from
 from clipsearch_onnx.cli.usage import add_command
 from clipsearch_onnx.errors import ExitCode
@@ -89,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         bar.finish()
         print(
-            "interrupted: finished batches are kept; run the same command to resume",
+            f"{LINE}: finished batches are kept; run the same command to resume",
             file=sys.stderr,
         )
         return ExitCode.INTERRUPTED

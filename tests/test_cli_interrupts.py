@@ -1,0 +1,132 @@
+"""Ctrl-C at any moment of any command: exit code 130 and one line, "clipsearch: interrupted".
+
+Each case is a real `clipsearch` process that gets a real SIGINT at a chosen moment. The moments
+inside the process are picked by a launcher that is the console script plus a trigger: it sends
+the signal when a given module starts to import (a meta-path hook), a few milliseconds later (from
+a thread, so the signal lands while C code runs: this is how onnxruntime's start-up turns it into
+`ImportError: initialization failed`), or while an ONNX Runtime session is being created.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.fixtures_collection import SLOW_RUN, cli_env
+
+LINE = "clipsearch: interrupted"
+
+LAUNCHER = """
+import importlib.machinery, os, re, signal, sys, threading, time
+
+MODE, TARGET, DELAY = sys.argv[1], sys.argv[2], float(sys.argv[3])
+del sys.argv[1:4]
+
+
+def interrupt():
+    if DELAY:
+        later = lambda: (time.sleep(DELAY), os.kill(os.getpid(), signal.SIGINT))
+        threading.Thread(target=later, daemon=True).start()
+    else:
+        os.kill(os.getpid(), signal.SIGINT)
+
+
+def interrupt_session_creation(module):
+    create = module.InferenceSession._create_inference_session
+
+    def create_interrupted(self, *args, **kwargs):
+        interrupt()
+        return create(self, *args, **kwargs)
+
+    module.InferenceSession._create_inference_session = create_interrupted
+
+
+class Trigger:
+    fired = False
+
+    def find_spec(self, name, path=None, target=None):
+        if MODE == "import" and name == TARGET and not Trigger.fired:
+            Trigger.fired = True
+            interrupt()
+        if MODE == "session" and name == "onnxruntime.capi.onnxruntime_inference_collection":
+            spec = importlib.machinery.PathFinder.find_spec(name, path)
+            exec_module = spec.loader.exec_module
+            spec.loader.exec_module = lambda m: (exec_module(m), interrupt_session_creation(m))
+            return spec
+        return None
+
+
+sys.meta_path.insert(0, Trigger())
+
+# from here on, the console script that pip writes
+from clipsearch_onnx.cli import main
+if __name__ == "__main__":
+    sys.argv[0] = re.sub(r"(-script\\.pyw|\\.exe)?$", "", sys.argv[0])
+    sys.exit(main())
+"""
+
+MOMENTS = [
+    ("import", "argparse", 0),  # while the CLI itself loads, before main() runs
+    ("import", "onnxruntime.capi.onnxruntime_pybind11_state", 0.001),  # in its C start-up
+    ("import", "onnxruntime.capi.onnxruntime_pybind11_state", 0.002),
+    ("import", "tokenizers", 0),
+    ("import", "faiss", 0.003),
+    ("session", "-", 0),  # model loading: the text tower's session is being created
+    ("session", "-", 0.003),
+]
+
+
+def interrupted_wrongly(proc: subprocess.Popen[str], what: str) -> str | None:
+    """None if `proc` ended as an interrupt should, else what it did instead."""
+    _, err = proc.communicate(timeout=120)
+    lines = err.splitlines()
+    if proc.returncode == 130 and len(lines) == 1 and lines[0].startswith(LINE):
+        return None
+    return f"{what}: exit {proc.returncode}, stderr:\n{err}"
+
+
+def test_sigint_at_any_moment_of_a_search_exits_130_with_one_line(indexed_collection, tmp_path):
+    launcher = tmp_path / "clipsearch"  # named like the script, as the CLI checks
+    launcher.write_text(LAUNCHER, encoding="utf-8")
+    search = ["search", "a red circle", "--index", str(indexed_collection.index)]
+    procs = [
+        (
+            moment,
+            subprocess.Popen(
+                [sys.executable, str(launcher), *map(str, moment), *search],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                env=cli_env(tmp_path),
+            ),
+        )
+        for moment in MOMENTS
+    ]
+    wrong = [interrupted_wrongly(proc, " ".join(map(str, moment))) for moment, proc in procs]
+    assert [w for w in wrong if w] == []
+
+
+@pytest.mark.parametrize("delay", [0.3])
+def test_sigint_during_a_first_index_run_exits_130_with_one_line(
+    exported_model: Path, indexed_collection, tmp_path, delay
+):
+    index = tmp_path / "index"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "clipsearch_onnx", "index", str(indexed_collection.photos)]
+        + ["--index", str(index), "--model", str(exported_model), "--quiet", *SLOW_RUN],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=cli_env(tmp_path),
+    )
+    deadline = time.monotonic() + 60
+    while not index.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.002)
+    time.sleep(delay)
+    proc.send_signal(signal.SIGINT)
+    assert interrupted_wrongly(proc, f"index + {delay} s") is None
