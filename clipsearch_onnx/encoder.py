@@ -1,7 +1,8 @@
-"""CLIP towers on ONNX Runtime: text and images in, L2-normalised float32 embeddings out.
+"""CLIP towers: text and images in, L2-normalised float32 embeddings out.
 
-Each tower's session is created on first use, so a text query never pays for loading the vision
-tower and vice versa.
+Each tower is loaded on first use, so a text query never pays for loading the vision tower and
+vice versa. Which runtime runs a tower (ONNX Runtime, OpenVINO) is a backend's business
+(`clipsearch_onnx.backends`); the encoder asks for one per tower.
 """
 
 from __future__ import annotations
@@ -12,12 +13,12 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from clipsearch_onnx import backends
 from clipsearch_onnx.errors import ModelError
-from clipsearch_onnx.manifest import PRECISIONS, Manifest
+from clipsearch_onnx.manifest import Manifest
 from clipsearch_onnx.tokenizer import ClipTokenizer
 
 if TYPE_CHECKING:
-    import onnxruntime as ort
     from PIL import Image
 
     from clipsearch_onnx.preprocess import Preprocessor
@@ -61,10 +62,14 @@ class Encoder:
         *,
         text_threads: int | None = None,
         spinning: bool = False,
+        backend: str | None = None,
     ):
         precision = precision or manifest.default_precision
-        if precision not in PRECISIONS:
-            raise ModelError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
+        if precision not in manifest.precisions:
+            raise ModelError(
+                f"model {manifest.model_dir} has no {precision} variant "
+                f"(it has: {', '.join(sorted(manifest.precisions))})"
+            )
         self.manifest = manifest
         self.precision = precision
         self.threads = threads or physical_cores()
@@ -74,33 +79,31 @@ class Encoder:
         # ONNX Runtime's threads busy-wait between operators by default; that steals the cores
         # decode workers and other processes need (measured in BENCHMARKS.md, "levers").
         self.spinning = spinning
+        # "auto" (None) lets `backends.choose` pick per tower; a name forces that runtime.
+        self.backend = backends.check_name(backend or backends.AUTO)
         self.dim = manifest.embedding_dim
-        self._sessions: dict[str, ort.InferenceSession] = {}
+        self._sessions: dict[str, backends.Tower] = {}
+        self._backends: dict[str, str] = {}
         self._tokenizer: ClipTokenizer | None = None
         self._preprocess: Preprocessor | None = None
 
-    def session(self, tower: str) -> ort.InferenceSession:
+    def session(self, tower: str) -> backends.Tower:
+        """The loaded tower ('vision' or 'text'), loading it on first use."""
         if tower not in self._sessions:
-            self._sessions[tower] = self._create(tower)
+            path = self.manifest.tower_path(tower, self.precision)
+            name = self.backend_of(tower)
+            threads = self.text_threads if tower == "text" else self.threads
+            self._sessions[tower] = backends.load(
+                name, path, threads=threads, spinning=self.spinning
+            )
         return self._sessions[tower]
 
-    def _create(self, tower: str) -> ort.InferenceSession:
-        import onnxruntime as ort
-
-        path = self.manifest.tower_path(tower, self.precision)
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = self.text_threads if tower == "text" else self.threads
-        opts.inter_op_num_threads = 1
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        opts.add_session_config_entry(
-            "session.intra_op.allow_spinning", "1" if self.spinning else "0"
-        )
-        try:
-            return ort.InferenceSession(
-                str(path), sess_options=opts, providers=["CPUExecutionProvider"]
-            )
-        except Exception as exc:  # onnxruntime raises its own untyped errors
-            raise ModelError(f"cannot load {path}: {exc}") from exc
+    def backend_of(self, tower: str) -> str:
+        """The backend that runs (or will run) `tower`: the one asked for, else `choose`'s."""
+        if tower not in self._backends:
+            path = self.manifest.tower_path(tower, self.precision)
+            self._backends[tower] = backends.choose(self.backend, tower, path)
+        return self._backends[tower]
 
     @property
     def preprocess(self) -> Preprocessor:
@@ -121,8 +124,7 @@ class Encoder:
         sess = self.session("text")
         for start in range(0, len(texts), batch_size):
             ids, mask = self.tokenizer.encode(list(texts[start : start + batch_size]))
-            (emb,) = sess.run(None, {"input_ids": ids, "attention_mask": mask})
-            out.append(emb)
+            out.append(sess.run({"input_ids": ids, "attention_mask": mask}))
         if not out:
             return np.zeros((0, self.dim), dtype=np.float32)
         return normalise(np.concatenate(out))
@@ -131,8 +133,7 @@ class Encoder:
         """Embeds a preprocessed batch float32 [B,3,S,S]."""
         if len(pixels) == 0:
             return np.zeros((0, self.dim), dtype=np.float32)
-        (emb,) = self.session("vision").run(None, {"pixel_values": pixels})
-        return normalise(emb)
+        return normalise(self.session("vision").run({"pixel_values": pixels}))
 
     def embed_images(self, images: Sequence[Image.Image]) -> np.ndarray:
         if not images:

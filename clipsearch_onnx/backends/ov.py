@@ -1,0 +1,43 @@
+"""The OpenVINO backend (optional): runs `.onnx` graphs and OpenVINO IR (`.xml` + `.bin`).
+
+The export writes the int8 towers for OpenVINO as IR quantised by NNCF with static activation
+scales calibrated on images (see export/openvino.py): OpenVINO's CPU plugin runs those as int8
+GEMMs throughout. fp32 graphs run in fp32 (`INFERENCE_PRECISION_HINT`), never silently in bf16
+or fp16, so that an fp32 export means the same everywhere.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from clipsearch_onnx.errors import ModelError
+
+
+class OpenVinoTower:
+    def __init__(self, path: Path, *, threads: int, spinning: bool = False) -> None:
+        import openvino as ov
+
+        config = {
+            "INFERENCE_NUM_THREADS": threads,
+            "PERFORMANCE_HINT": "LATENCY",  # one request at a time, all threads on it
+            "INFERENCE_PRECISION_HINT": "f32",
+            "ENABLE_CPU_PINNING": False,  # the cores are shared with decoders and other programs
+        }
+        try:
+            compiled = ov.Core().compile_model(str(path), "CPU", config)
+        except Exception as exc:  # OpenVINO raises RuntimeError for everything
+            raise ModelError(f"cannot load {path} with OpenVINO: {exc}") from exc
+        self.request = compiled.create_infer_request()
+        # a port can carry several tensor names (OpenVINO merges an input with what aliases it)
+        self.inputs = [port.get_names() for port in compiled.inputs]
+
+    def run(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
+        ordered = []
+        for names in self.inputs:
+            (name,) = names & feeds.keys()
+            ordered.append(feeds[name])
+        result = self.request.infer(ordered)
+        # the output buffer belongs to the request and is overwritten by the next call
+        return np.array(result[0], copy=True)

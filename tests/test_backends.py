@@ -1,0 +1,80 @@
+"""Every backend runs the exported towers and gives the same embeddings; OpenVINO is optional and
+imported only by its own backend."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from clipsearch_onnx import backends
+from clipsearch_onnx.encoder import Encoder
+from clipsearch_onnx.errors import ModelError
+from clipsearch_onnx.manifest import Manifest
+from tests.factories import make_images
+
+TEXTS = ["a red circle", "two blue squares on a white background", "x"]
+
+needs_openvino = pytest.mark.skipif(
+    not backends.installed("openvino"), reason="the openvino extra is not installed"
+)
+
+
+def _embeddings(model: Path, precision: str, backend: str, images) -> tuple[np.ndarray, ...]:
+    encoder = Encoder(Manifest.load(model), precision, 1, backend=backend)
+    return encoder.embed_texts(TEXTS), encoder.embed_images(images)
+
+
+@needs_openvino
+@pytest.mark.parametrize("precision", ["fp32", "int8"])
+def test_openvino_gives_the_embeddings_onnxruntime_gives(exported_model, tmp_path, precision):
+    from PIL import Image
+
+    images = [Image.open(p).convert("RGB") for p in make_images(tmp_path, 4, seed=3)]
+    ort_text, ort_image = _embeddings(exported_model, precision, "onnxruntime", images)
+    ov_text, ov_image = _embeddings(exported_model, precision, "openvino", images)
+    # same graph, two runtimes: fp32 agrees to rounding; int8 to the kernels' rounding of the
+    # same static scales (dynamic int8 would also see the batch's own range)
+    limit = 0.99999 if precision == "fp32" else 0.999
+    assert (ort_text * ov_text).sum(axis=1).min() >= limit
+    assert (ort_image * ov_image).sum(axis=1).min() >= limit
+
+
+def test_auto_runs_onnx_graphs_on_onnxruntime(exported_model):
+    encoder = Encoder(Manifest.load(exported_model), "int8")
+    assert encoder.backend_of("vision") == encoder.backend_of("text") == "onnxruntime"
+
+
+def test_onnxruntime_refuses_openvino_ir(tmp_path):
+    ir = tmp_path / "vision.int8.xml"
+    assert backends.choose("auto", "vision", ir) == "openvino"
+    with pytest.raises(ModelError, match="OpenVINO IR"):
+        backends.choose("onnxruntime", "vision", ir)
+    with pytest.raises(ModelError, match="backend must be one of"):
+        backends.choose("tensorrt", "vision", ir)
+
+
+PROBE = """
+import json, sys
+from clipsearch_onnx.encoder import Encoder
+from clipsearch_onnx.manifest import Manifest
+encoder = Encoder(Manifest.load(sys.argv[1]), "int8", 1)
+encoder.embed_texts(["a cat"])
+print(json.dumps(sorted({m.split(".")[0] for m in sys.modules})))
+"""
+
+
+def test_onnxruntime_backend_does_not_import_openvino(exported_model):
+    out = subprocess.run(
+        [sys.executable, "-c", PROBE, str(exported_model)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    loaded = set(json.loads(out))
+    assert "onnxruntime" in loaded
+    assert "openvino" not in loaded
