@@ -1,9 +1,10 @@
 """An index folder as a whole: its catalog, its shards and its published vectors.
 
 Layout of an index folder:
-    catalog.sqlite   every image: path, size, mtime, sha256, captions, (shard, row)
+    catalog.sqlite   every image: path, size, mtime, sha256, captions, (shard, row); the model
+                     record (meta "model", see `models`)
     shards/NAME/     committed embedding batches (see `shards`)
-    index.json       the current generation: FAISS file, ids file, checksums, model, precision
+    index.json       the current generation: FAISS file, ids file, checksums
     vectors.G.faiss, ids.G.npy
     write.lock       held by the one writer
 """
@@ -20,12 +21,11 @@ from typing import Any
 import numpy as np
 
 from clipsearch_onnx import index as vector_index
-from clipsearch_onnx import shards
-from clipsearch_onnx.catalog import CATALOG, Catalog
+from clipsearch_onnx import models, shards
+from clipsearch_onnx.catalog import Catalog
 from clipsearch_onnx.encoder import Encoder
-from clipsearch_onnx.errors import IndexCorrupt, IndexError_, ModelError
+from clipsearch_onnx.errors import IndexCorrupt, IndexError_
 from clipsearch_onnx.manifest import Manifest
-from clipsearch_onnx.paths import default_model_dir
 from clipsearch_onnx.settings import Settings
 
 SHARDS = "shards"
@@ -53,41 +53,12 @@ def clean_leftovers(index_dir: Path, catalog: Catalog) -> int:
 
 def check_model(catalog: Catalog, manifest: Manifest, precision: str) -> None:
     """Refuses to mix embeddings of different models or precisions in one index."""
-    meta = catalog.meta()
-    if "model_fingerprint" not in meta or catalog.count() == 0:
-        catalog.set_meta(
-            model_fingerprint=manifest.fingerprint,
-            model_dir=str(manifest.model_dir.resolve()),
-            model_source=str(manifest.source.get("model", "")),
-            precision=precision,
-            dim=str(manifest.embedding_dim),
-        )
-        return
-    if meta["model_fingerprint"] != manifest.fingerprint:
-        raise ModelError(
-            f"this index was built with another model ({meta.get('model_dir')}); "
-            "use that model, or start over with --rebuild"
-        )
-    if meta.get("precision") != precision:
-        raise ModelError(
-            f"this index holds {meta.get('precision')} embeddings; mixing in {precision} ones "
-            f"would skew scores: use --precision {meta.get('precision')}, or --rebuild"
-        )
+    models.bind(catalog, models.Model(manifest, precision))
 
 
 def recorded_encoder(settings: Settings) -> Encoder:
-    """The encoder to add to an index with: the model and precision given in `settings`, else
-    those the index records, else the default model at its default precision."""
-    index_dir = settings.resolved_index_dir()
-    meta: dict[str, str] = {}
-    if (index_dir / CATALOG).exists():
-        catalog = Catalog.open(index_dir, readonly=True)
-        meta = catalog.meta()
-        catalog.close()
-    model_dir = settings.model_dir or meta.get("model_dir") or default_model_dir()
-    return Encoder(
-        Manifest.load(model_dir), settings.precision or meta.get("precision"), settings.threads
-    )
+    """The encoder to add to an index with (see `models.for_writing`)."""
+    return models.for_writing(settings, settings.resolved_index_dir()).encoder(settings.threads)
 
 
 def mark_unpublished(catalog: Catalog) -> None:
@@ -115,8 +86,8 @@ def publish_catalog(
     progress: Callable[[int], None] | None = None,
 ) -> dict[str, Any]:
     """Builds the FAISS index from every catalogued embedding and makes it current."""
-    meta = catalog.meta()
-    dim = int(meta.get("dim", 0))
+    record = models.record_from_meta(catalog.meta())
+    dim = record.dim if record is not None else 0
     placements = catalog.placements()
     names = catalog.shard_names()
     ids = np.fromiter((p[0] for p in placements), dtype=np.int64, count=len(placements))
@@ -135,20 +106,12 @@ def publish_catalog(
                 f"embedding shard {path} is damaged ({exc}); rebuild with --rebuild"
             ) from exc
     kind = vector_index.choose_type(index_type, len(placements), ivf_threshold)
-    info = {
-        "model": {
-            "fingerprint": meta.get("model_fingerprint"),
-            "dir": meta.get("model_dir"),
-            "source": meta.get("model_source"),
-        },
-        "precision": meta.get("precision"),
-    }
     published = vector_index.publish(
         index_dir,
         vectors,
         ids,
         kind=kind,
-        info=info,
+        info={},  # the model is recorded once, in the catalog (models.bind)
         progress=progress,
         before_switch=lambda generation: catalog.set_meta(generation=str(generation)),
     )

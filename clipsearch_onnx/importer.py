@@ -8,9 +8,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from clipsearch_onnx import collection, shards
+from clipsearch_onnx import collection, models, shards
 from clipsearch_onnx.catalog import Catalog, NewItem
-from clipsearch_onnx.errors import ModelError
 from clipsearch_onnx.index import DEFAULT_IVF_THRESHOLD
 from clipsearch_onnx.lock import WriteLock
 from clipsearch_onnx.manifest import Manifest
@@ -26,7 +25,7 @@ class ImportReport:
 def import_shards(
     index_dir: Path,
     shard_dirs: Sequence[Path],
-    manifest: Manifest | None,
+    manifest: Manifest | Path | None,
     *,
     precision: str | None = None,
     index_type: str = "auto",
@@ -35,24 +34,21 @@ def import_shards(
     advance: Callable[[int], None] = lambda n: None,
 ) -> ImportReport:
     """Copies each shard into the index, registers its items (a path already present is
-    replaced), and publishes. Every shard is validated before anything is written."""
+    replaced), and publishes. Every shard is validated before anything is written. `manifest`:
+    the model (or its folder) the shards came from (None: the index's own, see `models.resolve`)."""
     index_dir = Path(index_dir)
     report = ImportReport()
     with WriteLock(index_dir):
         catalog = Catalog.open(index_dir, create=True)
         try:
-            meta = catalog.meta()
-            if manifest is None:
-                if "model_dir" not in meta:
-                    raise ModelError(
-                        "a new index needs --model DIR: the model the shards came from"
-                    )
-                manifest = Manifest.load(meta["model_dir"])
-            precision = precision or meta.get("precision") or manifest.default_precision
-            collection.check_model(catalog, manifest, precision)
+            recorded = models.record_from_meta(catalog.meta())
+            model = models.resolve(manifest, precision, recorded, default=False)
+            models.bind(catalog, model)
             collection.clean_leftovers(index_dir, catalog)
             collection.mark_unpublished(catalog)
-            validated = [(d, shards.read_shard(d, manifest.embedding_dim)) for d in shard_dirs]
+            validated = [
+                (d, shards.read_shard(d, model.manifest.embedding_dim)) for d in shard_dirs
+            ]
             progress("importing", sum(len(items) for _, (_, items) in validated))
             for source, (_emb, items) in validated:
                 name = collection.new_shard_name()

@@ -33,6 +33,7 @@ def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
 class Manifest:
     model_dir: Path
     fingerprint: str  # sha256 of manifest.json: identifies the model an index was built with
+    family: str  # "clip" | "siglip": the tokenizer, preprocessing and score rules to apply
     source: dict[str, Any]
     embedding_dim: int
     image_size: int
@@ -69,6 +70,7 @@ class Manifest:
             return cls(
                 model_dir=model_dir,
                 fingerprint=hashlib.sha256(blob).hexdigest(),
+                family=str(data.get("family", "clip")),
                 source=data["source"],
                 embedding_dim=int(data["embedding_dim"]),
                 image_size=int(data["image_size"]),

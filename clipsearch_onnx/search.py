@@ -12,14 +12,13 @@ from typing import Any
 
 import numpy as np
 
+from clipsearch_onnx import models
 from clipsearch_onnx.catalog import Catalog, Item
 from clipsearch_onnx.collection import SHARDS, rows_may_be_missing
 from clipsearch_onnx.encoder import Encoder, normalise
-from clipsearch_onnx.errors import IndexCorrupt, InputError, ModelError
+from clipsearch_onnx.errors import IndexCorrupt, InputError
 from clipsearch_onnx.index import VectorIndex
 from clipsearch_onnx.lock import is_locked
-from clipsearch_onnx.manifest import Manifest
-from clipsearch_onnx.paths import default_model_dir
 from clipsearch_onnx.settings import Settings
 from clipsearch_onnx.shards import load_embeddings
 
@@ -68,6 +67,7 @@ class IndexInfo:
     bytes_on_disk: int
     updated: str | None
     skipped: list[tuple[str, str]] = field(default_factory=list)
+    model_family: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -226,17 +226,19 @@ class Searcher:
 
 def _info(index_dir: Path, vectors: VectorIndex, catalog: Catalog) -> IndexInfo:
     meta = vectors.meta
+    record = models.record_from_meta(catalog.meta())
     size = sum(p.stat().st_size for p in index_dir.rglob("*") if p.is_file())
     return IndexInfo(
         index_dir=str(index_dir),
         count=vectors.count,
-        model_dir=meta.get("model", {}).get("dir"),
-        model_source=meta.get("model", {}).get("source"),
-        precision=meta.get("precision"),
+        model_dir=record.dir if record else None,
+        model_source=record.source if record else None,
+        precision=record.precision if record else None,
         index_type=meta.get("type", "?"),
         bytes_on_disk=size,
         updated=meta.get("updated"),
         skipped=catalog.skipped(),
+        model_family=record.family if record else None,
     )
 
 
@@ -250,56 +252,24 @@ def read_info(index_dir: Path, *, verify_full: bool = False) -> IndexInfo:
         catalog.close()
 
 
-def resolve_model(settings: Settings, recorded: str | None) -> Manifest:
-    """The model to query with: --model, else the one the index records, else the default."""
-    if settings.model_dir is not None:
-        return Manifest.load(settings.model_dir)
-    if recorded and Path(recorded).is_dir():
-        return Manifest.load(recorded)
-    if recorded:
-        raise ModelError(
-            f"the index was built with the model in {recorded}, which is gone; "
-            "pass --model DIR with the same exported model"
-        )
-    return Manifest.load(default_model_dir())
-
-
-def _query_model(settings: Settings, index_dir: Path, meta: dict[str, Any]) -> tuple[Manifest, Any]:
-    """The model and precision to embed queries for the index described by `meta`."""
-    recorded = meta.get("model", {})
-    manifest = resolve_model(settings, recorded.get("dir"))
-    if recorded.get("fingerprint") and manifest.fingerprint != recorded["fingerprint"]:
-        raise ModelError(
-            f"the index in {index_dir} was built with another model ({recorded.get('dir')}); "
-            f"{manifest.model_dir} would give incomparable embeddings"
-        )
-    precision = meta.get("precision")
-    if settings.precision and precision and settings.precision != precision:
-        raise ModelError(
-            f"the index holds {precision} embeddings; a {settings.precision} query would not be "
-            f"comparable: drop --precision or rebuild the index with --precision {settings.precision}"
-        )
-    if meta.get("dim") and meta["dim"] != manifest.embedding_dim and meta["count"]:
-        raise ModelError(
-            f"the index has dimension {meta['dim']}, the model {manifest.embedding_dim}"
-        )
-    return manifest, settings.precision or precision
-
-
 def open_searcher(settings: Settings, *, reuse: Encoder | None = None) -> Searcher:
     """The index of `settings` with the encoder of its model; `reuse` is taken instead of a new
     encoder when it is that model at that precision (a server reopening a republished index)."""
     index_dir = settings.resolved_index_dir()
     vectors = VectorIndex.open(index_dir)
-    manifest, precision = _query_model(settings, index_dir, vectors.meta)
+    catalog = Catalog.open(index_dir, readonly=True)
+    try:
+        model = models.for_query(settings, index_dir, catalog=catalog)
+    except BaseException:
+        catalog.close()
+        raise
     if (
         reuse is not None
-        and reuse.manifest.fingerprint == manifest.fingerprint
-        and reuse.precision == (precision or manifest.default_precision)
+        and reuse.manifest.fingerprint == model.manifest.fingerprint
+        and reuse.precision == model.precision
     ):
         encoder = reuse
     else:
         # Queries are embedded one at a time: one text-tower thread unless --threads says so.
-        encoder = Encoder(manifest, precision, settings.threads, text_threads=settings.threads or 1)
-    catalog = Catalog.open(index_dir, readonly=True)
+        encoder = model.encoder(settings.threads, text_threads=settings.threads or 1)
     return Searcher(index_dir, vectors, catalog, encoder)

@@ -21,20 +21,14 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from clipsearch_onnx.encoder import Encoder
-    from clipsearch_onnx.manifest import Manifest
-    from clipsearch_onnx.paths import default_model_dir
+    from clipsearch_onnx import models
     from clipsearch_onnx.preprocess import load_image
 
     settings = settings_from(args)
     if not args.text and not args.image:
         raise InputError("nothing to embed: give --text and/or --image")
     images = [load_image(Path(p).expanduser()) for p in args.image]  # fail before any output
-    encoder = Encoder(
-        Manifest.load(settings.model_dir or default_model_dir()),
-        settings.precision,
-        settings.threads,
-    )
+    encoder = models.standalone(settings).encoder(settings.threads)
     if args.text:
         for text, emb in zip(args.text, encoder.embed_texts(args.text), strict=True):
             print_json({"kind": "text", "input": text, "embedding": emb.tolist()})

@@ -62,10 +62,8 @@ def _inputs(args: argparse.Namespace) -> tuple[Path, Path, Path | None]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from clipsearch_onnx.encoder import Encoder
+    from clipsearch_onnx import models
     from clipsearch_onnx.evaluate import EvalSet, evaluate
-    from clipsearch_onnx.manifest import Manifest
-    from clipsearch_onnx.paths import default_model_dir
     from clipsearch_onnx.progressbar import Bar
 
     settings = settings_from(args)
@@ -78,14 +76,14 @@ def run(args: argparse.Namespace) -> int:
     if not images.is_dir():
         raise InputError(f"image folder {images} does not exist")
     data, warnings = EvalSet.load(images, captions, split)
-    manifest = Manifest.load(settings.model_dir or default_model_dir())
+    manifest = models.standalone(settings, precisions[0]).manifest
     bar = Bar(enabled=not args.quiet)
     report: dict[str, Any] = {
         "model": manifest.source.get("model"),
         "split": str(split) if split else "all",
     }
     for precision in precisions:
-        encoder = Encoder(manifest, precision, settings.threads)
+        encoder = models.standalone(settings, precision).encoder(settings.threads)
         report[precision] = evaluate(
             data, encoder, batch_size=settings.batch_size, start=bar.start, advance=bar.advance
         )

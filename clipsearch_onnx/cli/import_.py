@@ -32,16 +32,14 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     from clipsearch_onnx.importer import import_shards
-    from clipsearch_onnx.manifest import Manifest
     from clipsearch_onnx.progressbar import Bar
 
     settings = settings_from(args)
     bar = Bar(enabled=not args.quiet, unit="items")
-    manifest = Manifest.load(settings.model_dir) if settings.model_dir else None
     report = import_shards(
         settings.resolved_index_dir(),
         [Path(s) for s in args.shards],
-        manifest,
+        settings.model_dir,
         precision=settings.precision,
         index_type=args.index_type,
         ivf_threshold=args.ivf_threshold,
