@@ -18,11 +18,12 @@ else, whatever the family, is refused with one `ModelError` line.
 from __future__ import annotations
 
 import json
+import sqlite3
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from clipsearch_onnx.errors import ModelError
+from clipsearch_onnx.errors import IndexError_, ModelError
 from clipsearch_onnx.manifest import Manifest
 from clipsearch_onnx.paths import default_model_dir
 
@@ -100,14 +101,20 @@ def record_from_meta(meta: dict[str, str]) -> ModelRecord | None:
 
 
 def read_record(index_dir: Path) -> ModelRecord | None:
-    """The model record of the index in `index_dir`; None if it has none (or no catalog)."""
+    """The model record of the index in `index_dir`; None if it has none, or no catalog, or one
+    that cannot be read (the writer reports a damaged catalog itself; --rebuild ignores it)."""
     from clipsearch_onnx.catalog import CATALOG, Catalog
 
     if not (Path(index_dir) / CATALOG).exists():
         return None
-    catalog = Catalog.open(index_dir, readonly=True)
+    try:
+        catalog = Catalog.open(index_dir, readonly=True)
+    except IndexError_:
+        return None
     try:
         return record_from_meta(catalog.meta())
+    except (ModelError, sqlite3.DatabaseError):
+        return None
     finally:
         catalog.close()
 

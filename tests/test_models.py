@@ -86,3 +86,8 @@ def test_catalogs_from_before_the_record_are_read(indexed_collection, tmp_path):
         record.dir,
     )
     assert models.for_query(Settings(index_dir=index), index).precision == "int8"
+
+
+def test_a_damaged_catalog_has_no_record_so_rebuild_can_start(tmp_path):
+    (tmp_path / "catalog.sqlite").write_bytes(b"not a database" * 100)
+    assert models.read_record(tmp_path) is None
