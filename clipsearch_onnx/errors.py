@@ -18,6 +18,9 @@ class ExitCode(IntEnum):
     MODEL = 3  # model directory missing, incomplete, damaged or mismatched
     INDEX = 4  # index missing, damaged, or built with another model
     INPUT = 5  # a query image, query file or captions file that cannot be used
+    PARTIAL = 6  # `search --queries`: some lines failed (each has an error result); rest answered
+    TERMINAL = 7  # `clipsearch tui` without a terminal (stdin or stdout is not one)
+    HANGUP = 129  # the TUI's terminal went away (closed, hung up)
     INTERRUPTED = 130  # Ctrl-C; finished batches are kept
 
 
@@ -60,6 +63,12 @@ class ImageError(InputError):
         super().__init__(f"{path}: {reason}")
         self.path = path
         self.reason = reason
+
+
+class NoTerminal(ClipSearchError):
+    """A terminal UI was started without a terminal to draw on and read keys from."""
+
+    exit_code = ExitCode.TERMINAL
 
 
 class DatasetError(ClipSearchError):

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import signal
+
 from rich.text import Text
 from textual import work
 from textual.app import App, ComposeResult
@@ -9,7 +12,7 @@ from textual.binding import Binding
 from textual.driver import Driver
 from textual.widgets import DataTable, Footer, Static
 
-from clipsearch_onnx.errors import ClipSearchError, ImageError, InputError, ModelError
+from clipsearch_onnx.errors import ClipSearchError, ExitCode, ImageError, InputError, ModelError
 from clipsearch_onnx.settings import Settings
 
 from .detail import DetailPane
@@ -19,7 +22,7 @@ from .paths import display_path
 from .query import Query, QueryBox, parse_query
 from .results import ResultsTable
 from .status import StatusLine
-from .terminal import detect_graphics, driver_class
+from .terminal import detect_graphics, driver_class, hung_up, terminal_fds
 
 AFTERWARDS = "Once that is done, start this again: `clipsearch tui --index DIR`."
 
@@ -36,12 +39,20 @@ class ClipSearchApp(App[int]):
     ]
 
     def __init__(
-        self, settings: Settings, *, graphics: bool = False, driver: type[Driver] | None = None
+        self,
+        settings: Settings,
+        *,
+        graphics: bool = False,
+        driver: type[Driver] | None = None,
+        terminal: tuple[int, ...] = (),
     ) -> None:
+        """`terminal`: the file descriptors of the terminal the app runs in; when it goes away
+        (SIGHUP, or a hang-up on one of them) the app exits with ExitCode.HANGUP."""
         super().__init__(driver_class=driver)
         self.engine = Engine(settings)
         self.graphics = graphics
         self.loaded = False
+        self.terminal = terminal
 
     def compose(self) -> ComposeResult:
         yield QueryBox(placeholder="describe a picture, or type the path of an image", id="query")
@@ -55,6 +66,17 @@ class ClipSearchApp(App[int]):
     def on_mount(self) -> None:
         self.query_one(QueryBox).focus()
         self._open_index()
+        if self.terminal:
+            # Textual reads the terminal in a loop that spins once it hangs up: watch for that.
+            asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, self._terminal_gone)
+            self.set_interval(0.2, self._check_terminal)
+
+    def _check_terminal(self) -> None:
+        if hung_up(self.terminal):
+            self._terminal_gone()
+
+    def _terminal_gone(self) -> None:
+        self.exit(int(ExitCode.HANGUP), return_code=int(ExitCode.HANGUP))
 
     def on_unmount(self) -> None:
         self.engine.close()
@@ -175,6 +197,8 @@ class ClipSearchApp(App[int]):
 
 def run(settings: Settings) -> int:
     """Run the TUI in this terminal until ctrl+q; the exit code."""
-    app = ClipSearchApp(settings, graphics=detect_graphics(), driver=driver_class())
+    app = ClipSearchApp(
+        settings, graphics=detect_graphics(), driver=driver_class(), terminal=terminal_fds()
+    )
     result = app.run()
     return app.return_code if app.return_code is not None else int(result or 0)

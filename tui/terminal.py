@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import select
 import sys
 
 from textual.driver import Driver
@@ -17,7 +18,7 @@ def detect_graphics() -> bool:
         return False
     try:
         from textual_image import renderable, widget  # noqa: F401
-    except ImportError:
+    except Exception:  # not installed, or its terminal probe failed (a pty sized 0x0 divides by 0)
         return False
     return renderable.Image in (renderable.SixelImage, renderable.TGPImage)
 
@@ -42,3 +43,26 @@ def _isatty(stream) -> bool:
         return bool(stream) and stream.isatty()
     except (AttributeError, ValueError):
         return False
+
+
+def terminal_fds() -> tuple[int, ...]:
+    """The file descriptors the app reads keys from and draws on, if they are terminals."""
+    fds = []
+    for stream in (sys.__stdin__, sys.__stdout__, sys.__stderr__):
+        if _isatty(stream):
+            assert stream is not None
+            fds.append(stream.fileno())
+    return tuple(dict.fromkeys(fds))
+
+
+def hung_up(fds: tuple[int, ...]) -> bool:
+    """Whether a terminal among `fds` went away (window closed, ssh dropped, pty master
+    closed): poll reports that as POLLHUP/POLLERR without consuming any input."""
+    poller = select.poll()
+    for fd in fds:
+        poller.register(fd, select.POLLIN)
+    gone = select.POLLHUP | select.POLLERR | select.POLLNVAL
+    try:
+        return any(mask & gone for _, mask in poller.poll(0))
+    except OSError:
+        return True

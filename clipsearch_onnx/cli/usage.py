@@ -12,6 +12,9 @@ EXIT_CODES = """exit codes:
   3    model folder missing, incomplete, damaged, or not the index's model
   4    index missing, damaged, locked by another run, or built with another model
   5    unusable input: query image, query file, captions file, shard
+  6    search --queries: some lines failed (each has an error result); the rest were answered
+  7    tui: no terminal (stdin or stdout is not one)
+  129  tui: the terminal went away (closed, hung up)
   130  interrupted (Ctrl-C); finished batches are kept
 
 settings: a flag wins over CLIPSEARCH_MODEL, CLIPSEARCH_INDEX, CLIPSEARCH_PRECISION,
