@@ -107,6 +107,7 @@ def test_queries_from_a_file_and_from_stdin(indexed_flickr, tmp_path):
     for proc in (from_file, from_stdin):
         assert proc.returncode == 0, proc.stderr
         answers = [json.loads(line) for line in proc.stdout.splitlines()]
+        assert [a["line"] for a in answers] == [1, 3, 4]
         assert [a["query"] for a in answers] == [
             {"text": "a dog running on the beach"},
             {"image": str(image)},
@@ -117,11 +118,46 @@ def test_queries_from_a_file_and_from_stdin(indexed_flickr, tmp_path):
     strip = [{**a, "took_ms": 0} for a in map(json.loads, from_file.stdout.splitlines())]
     assert strip == [{**a, "took_ms": 0} for a in map(json.loads, from_stdin.stdout.splitlines())]
 
-    bad = tmp_path / "bad.txt"
-    bad.write_text('a cat\n{"txt": "typo"}\n', encoding="utf-8")
-    proc = run_cli("search", "--queries", bad, "--index", index, home=home)
-    assert proc.returncode == 5 and "line 2" in proc.stderr
-    assert_one_clean_line(proc.stderr)
+
+def test_each_bad_query_line_gets_an_error_result_in_its_place(indexed_flickr, tmp_path):
+    flickr, home, index = indexed_flickr.flickr, indexed_flickr.home, indexed_flickr.index
+    good_image = str(flickr.good[3])
+    lines = {
+        1: "a dog running on the beach",
+        2: '{"text": "a cat"',  # bad JSON
+        3: "{}",
+        4: json.dumps({"image": str(tmp_path / "nope.jpg")}),
+        5: json.dumps({"text": "a cat", "k": 0}),
+        6: json.dumps({"text": "a cat", "k": "3"}),
+        7: json.dumps({"txt": "typo"}),
+        9: json.dumps({"image": good_image, "k": 2}),  # line 8 is blank
+        10: json.dumps({"image": str(flickr.broken[1])}),
+        11: json.dumps({"text": 5}),
+    }
+    queries = tmp_path / "queries.jsonl"
+    queries.write_text("".join(f"{lines.get(n, '')}\n" for n in range(1, 12)), encoding="utf-8")
+    proc = run_cli("search", "--queries", queries, "--index", index, home=home)
+    assert proc.returncode == 6
+    answers = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert [a["line"] for a in answers] == [1, 2, 3, 4, 5, 6, 7, 9, 10, 11]
+    good = {a["line"]: a for a in answers if "error" not in a}
+    assert sorted(good) == [1, 9]
+    assert len(good[1]["results"]) == 10
+    assert [r["path"] for r in good[9]["results"]][:1] == [good_image]
+    assert len(good[9]["results"]) == 2
+    errors = {a["line"]: a["error"] for a in answers if "error" in a}
+    assert "bad JSON" in errors[2]
+    assert "text" in errors[3] and "image" in errors[3]
+    assert "nope.jpg" in errors[4]
+    assert "'k'" in errors[5] and "'k'" in errors[6]
+    assert "'txt'" in errors[7] and "text, image, k" in errors[7]
+    assert "truncated.jpg" in errors[10]
+    assert "must be a string" in errors[11]
+    assert all(set(a) == {"line", "error"} for a in answers if "error" in a)
+    assert proc.stderr.splitlines() == [
+        "clipsearch: 8 of 10 queries failed (line 2, 3, 4, 5, 6, 7, 10, 11); "
+        'each has an {"line": N, "error": ...} result in the output'
+    ]
 
 
 def test_add_delete_modify_then_reindex(exported_model, tmp_path):

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from clipsearch_onnx.cli.options import add_common, settings_from
 from clipsearch_onnx.cli.output import print_json
-from clipsearch_onnx.cli.query_file import read_queries
+from clipsearch_onnx.cli.query_file import answer_queries, read_queries
 from clipsearch_onnx.cli.usage import add_command
 from clipsearch_onnx.errors import ExitCode, InputError
 
@@ -37,8 +37,9 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument(
         "--queries",
         metavar="FILE",
-        help='answer many queries (a text per line, or {"text":..,"image":..}); '
-        "- reads stdin; one JSON line per query",
+        help='answer many queries: a text per line, or {"text": .., "image": .., "k": ..}; '
+        '- reads stdin. One JSON line per query, with its "line" number; a line that cannot '
+        'be answered gets {"line": N, "error": ...} instead and the exit code is 6',
     )
     add_common(p)
     return p
@@ -67,11 +68,7 @@ def run(args: argparse.Namespace) -> int:
     searcher = open_searcher(settings_from(args))
     try:
         if queries is not None:
-            for q in queries:
-                k = int(q.get("k", args.k))
-                print_json(searcher.search(q.get("text"), q.get("image"), k).to_json())
-                sys.stdout.flush()
-            return ExitCode.OK
+            return answer_queries(searcher, queries, args.k)
         response = searcher.search(args.text, args.image, args.k)
     finally:
         searcher.close()
