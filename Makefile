@@ -15,12 +15,12 @@ TUI_INDEX ?= $(if $(wildcard $(INDEX)/index.json),$(INDEX),data/demo/index)
 help:  ## list the targets
 	@grep -E '^[a-z]+:.*## ' Makefile | sed 's/:.*## /\t/'
 
-setup: $(STAMP)  ## create .venv with runtime, export, tui, openvino and dev extras (idempotent)
+setup: $(STAMP)  ## create .venv with runtime, export, tui, openvino, serve and dev extras (idempotent)
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[export,tui,openvino,dev]"
+	$(PY) -m pip install --quiet -e ".[export,tui,openvino,serve,dev]"
 	touch $(STAMP)
 
 export: setup  ## export CLIP to ONNX (fp32 + int8): make export MODEL=hub-id-or-dir OUT=dir

@@ -28,3 +28,21 @@ def default_index_dir() -> Path:
 
 def config_file() -> Path:
     return home() / "config.toml"
+
+
+def cache_dir() -> Path:
+    """Disposable files (thumbnails): `$CLIPSEARCH_HOME/cache` if that is set, else
+    `$XDG_CACHE_HOME/clipsearch` (`~/.cache/clipsearch`)."""
+    if os.environ.get("CLIPSEARCH_HOME"):
+        return home() / "cache"
+    xdg = os.environ.get("XDG_CACHE_HOME") or "~/.cache"
+    return Path(xdg).expanduser() / "clipsearch"
+
+
+def runtime_dir() -> Path:
+    """Sockets of running servers: `$XDG_RUNTIME_DIR/clipsearch`, else `/tmp/clipsearch-UID`.
+    Whoever creates it makes it private (0700)."""
+    xdg = os.environ.get("XDG_RUNTIME_DIR")
+    if xdg and os.path.isabs(xdg):
+        return Path(xdg) / "clipsearch"
+    return Path("/tmp") / f"clipsearch-{os.getuid()}"
