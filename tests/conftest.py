@@ -8,7 +8,12 @@ import pytest
 
 from tests.factories import make_tiny_clip
 
-pytest_plugins = ["tests.fixtures_export", "tests.fixtures_index", "tests.fixtures_collection"]
+pytest_plugins = [
+    "tests.fixtures_export",
+    "tests.fixtures_index",
+    "tests.fixtures_collection",
+    "tests.fixtures_web",
+]
 
 
 @pytest.fixture(scope="session")

@@ -10,11 +10,11 @@ from __future__ import annotations
 import argparse
 
 from clipsearch_onnx import __version__
-from clipsearch_onnx.cli import dataset, embed, import_, index, info, search, tui
+from clipsearch_onnx.cli import dataset, embed, import_, index, info, search, serve, tui
 from clipsearch_onnx.cli import eval as eval_
 from clipsearch_onnx.cli.usage import EXIT_CODES
 
-COMMANDS = (index, search, info, import_, embed, eval_, dataset, tui)
+COMMANDS = (index, search, info, import_, embed, eval_, dataset, tui, serve)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -25,7 +25,8 @@ def build_parser() -> argparse.ArgumentParser:
         "  clipsearch index ~/Pictures            # embed every image once (resumable)\n"
         '  clipsearch search "a dog on the beach" # top 10 images\n'
         "  clipsearch search --image photo.jpg    # more like this one\n"
-        "  clipsearch tui                          # the terminal UI",
+        "  clipsearch tui                          # the terminal UI\n"
+        "  clipsearch serve                        # the browser gallery",
         epilog=EXIT_CODES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

@@ -107,9 +107,12 @@ function submit() {
   return Promise.resolve();
 }
 
+// A new picture starts a new search: the words of the last one would silently steer it.
+// Words typed afterwards refine it (picture and words together).
 function chooseFile(file) {
   if (!file) return;
   clearFile();
+  $("q").value = "";
   state.file = file;
   state.preview = URL.createObjectURL(file);
   $("chosen-img").src = state.preview;
