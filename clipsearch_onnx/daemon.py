@@ -29,13 +29,17 @@ PROTOCOL = 1
 DISABLE_ENV = "CLIPSEARCH_NO_DAEMON"  # set to 1: never ask a server (always search locally)
 ANSWER_TIMEOUT = 30.0  # seconds; a server this slow is worse than loading the model here
 MAX_ANSWER = 64 << 20
+MAX_SOCKET_PATH = 100  # bytes; the kernel's limit for a socket's path is 107
 
 
 def socket_path(index_dir: Path | str) -> Path:
     """Where a server for `index_dir` listens (one socket per index folder, by its real path)."""
     real = os.path.realpath(index_dir)
     digest = hashlib.sha256(real.encode("utf-8", "surrogateescape")).hexdigest()[:24]
-    return paths.runtime_dir() / f"index-{digest}.sock"
+    path = paths.runtime_dir() / f"index-{digest}.sock"
+    if len(os.fsencode(path)) > MAX_SOCKET_PATH:  # a deep $XDG_RUNTIME_DIR
+        path = paths.runtime_dir(fallback=True) / path.name
+    return path
 
 
 def _image_arg(image: str | None) -> str | None:

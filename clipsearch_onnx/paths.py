@@ -39,10 +39,10 @@ def cache_dir() -> Path:
     return Path(xdg).expanduser() / "clipsearch"
 
 
-def runtime_dir() -> Path:
-    """Sockets of running servers: `$XDG_RUNTIME_DIR/clipsearch`, else `/tmp/clipsearch-UID`.
-    Whoever creates it makes it private (0700)."""
+def runtime_dir(*, fallback: bool = False) -> Path:
+    """Sockets of running servers: `$XDG_RUNTIME_DIR/clipsearch`, else (or with `fallback`)
+    `/tmp/clipsearch-UID`. Whoever creates it makes it private (0700)."""
     xdg = os.environ.get("XDG_RUNTIME_DIR")
-    if xdg and os.path.isabs(xdg):
+    if xdg and os.path.isabs(xdg) and not fallback:
         return Path(xdg) / "clipsearch"
     return Path("/tmp") / f"clipsearch-{os.getuid()}"

@@ -17,7 +17,7 @@ from clipsearch_onnx.cli.usage import add_command
 from clipsearch_onnx.errors import ExitCode, InputError
 
 if TYPE_CHECKING:
-    from clipsearch_onnx.search import Response
+    from clipsearch_onnx.settings import Settings
 
 
 def register(subparsers: Any) -> argparse.ArgumentParser:
@@ -45,38 +45,61 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     return p
 
 
-def format_table(response: Response) -> str:
-    if not response.results:
+def format_table(data: dict[str, Any]) -> str:
+    """The plain table of a search's JSON (`Response.to_json()`, local or from a server)."""
+    results = data["results"]
+    if not results:
         return "no results (the index is empty)\n"
     lines = []
-    for r in response.results:
-        caption = r.captions[0] if r.captions else ""
+    for r in results:
+        caption = r["captions"][0] if r["captions"] else ""
         if len(caption) > 60:
             caption = caption[:59] + "…"
-        lines.append(f"{r.rank:>3}  {r.score:6.3f}  {caption:<60}  {r.path}")
+        lines.append(f"{r['rank']:>3}  {r['score']:6.3f}  {caption:<60}  {r['path']}")
     return "\n".join(lines) + "\n"
 
 
-def run(args: argparse.Namespace) -> int:
-    from clipsearch_onnx.search import open_searcher
+def write_response(data: dict[str, Any], args: argparse.Namespace) -> None:
+    if args.json:
+        print_json(data)
+    elif args.jsonl:
+        for result in data["results"]:
+            print_json(result)
+    else:
+        sys.stdout.write(format_table(data))
 
+
+def ask_server(settings: Settings, args: argparse.Namespace) -> dict[str, Any] | None:
+    """A running `clipsearch serve`'s answer for this index, None without one (issue 15: no
+    model loading for a one-shot query). Standard library only up to here."""
+    from clipsearch_onnx import daemon
+
+    request = daemon.search_request(
+        args.text, args.image, args.k, settings.model_dir, settings.precision
+    )
+    return daemon.ask(settings.resolved_index_dir(), request)
+
+
+def run(args: argparse.Namespace) -> int:
     if args.k < 1:
         raise InputError("-k must be at least 1")
     if args.queries is None and args.text is None and args.image is None:
         raise InputError("give a TEXT, --image PATH, or --queries FILE")
     queries = read_queries(args.queries) if args.queries is not None else None
-    searcher = open_searcher(settings_from(args))
+    settings = settings_from(args)
+    if queries is None:
+        answer = ask_server(settings, args)
+        if answer is not None:
+            write_response(answer, args)
+            return ExitCode.OK
+    from clipsearch_onnx.search import open_searcher
+
+    searcher = open_searcher(settings)
     try:
         if queries is not None:
             return answer_queries(searcher, queries, args.k)
         response = searcher.search(args.text, args.image, args.k)
     finally:
         searcher.close()
-    if args.json:
-        print_json(response.to_json())
-    elif args.jsonl:
-        for result in response.results:
-            print_json(result.to_json())
-    else:
-        sys.stdout.write(format_table(response))
+    write_response(response.to_json(), args)
     return ExitCode.OK
