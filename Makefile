@@ -46,6 +46,7 @@ lint: setup  ## ruff and mypy
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+	$(VENV)/bin/mypy web
 
 bench: setup  ## measure speed and memory, write BENCHMARKS.md
 	$(PY) -m bench

@@ -1,4 +1,4 @@
-"""The core imports without torch, transformers, optimum or any UI library.
+"""The core imports without torch, transformers, optimum or any UI or web library.
 
 Every submodule of clipsearch_onnx is imported (found with pkgutil, so new modules are covered
 without touching this test) in a fresh interpreter, then sys.modules is inspected. The command
@@ -15,7 +15,10 @@ import sys
 
 import clipsearch_onnx
 
-FORBIDDEN = ("torch", "transformers", "optimum", "textual", "rich", "click")
+FORBIDDEN = (
+    *("torch", "transformers", "optimum", "textual", "rich", "click"),
+    *("starlette", "uvicorn", "multipart", "python_multipart", "playwright", "httpx"),
+)
 EXEMPT = {"clipsearch_onnx.__main__"}
 
 PROBE = """
