@@ -1,4 +1,4 @@
-"""`python -m bench [--quick] [--skip-1m]`: measure, print, and write BENCHMARKS.md."""
+"""`python -m bench [--quick] [--skip-1m] [--only web]`: measure, print, and write BENCHMARKS.md."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from bench import images, large, levers, machine, report, throughput
+from bench import images, large, levers, machine, report, throughput, web
 from bench.model import ensure_model
 from bench.run import run, say
 
@@ -25,6 +25,12 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         "--render-only",
         action="store_true",
         help="rewrite --out from the last run's figures (CACHE/results.json), measuring nothing",
+    )
+    p.add_argument(
+        "--only",
+        choices=("web",),
+        help="measure only that part (web: `clipsearch serve` and one-shot search through it); "
+        "print it and keep its figures in CACHE/ONLY.json, leaving --out alone",
     )
     p.add_argument(
         "--conditions", default="", metavar="TEXT", help="a note on how the machine was shared"
@@ -48,6 +54,8 @@ def main(argv: list[str] | None = None) -> int:
         results["large"]["sizes"] = {int(n): f for n, f in results["large"]["sizes"].items()}
         args.out.write_text(report.render(results, levers_section(results["levers"])))
         return 0
+    if args.only == "web":
+        return only_web(args)
     started = time.perf_counter()
     load_start = machine.load_average()
     quick = args.quick
@@ -92,6 +100,8 @@ def main(argv: list[str] | None = None) -> int:
         "warm": large.warm(index128, 100 if quick else 300),
     }
 
+    results["web"] = web.measure(index128, large_queries(), quick)
+
     sizes = [10_000, 100_000] if quick or args.skip_1m else [10_000, 100_000, 1_000_000]
     results["large"] = large.measure(
         cache / "large", model, sizes, 3 if quick else 5, 200 if quick else 1000
@@ -114,6 +124,22 @@ def main(argv: list[str] | None = None) -> int:
     args.out.write_text(text, encoding="utf-8")
     sys.stdout.write(text)
     say(f"wrote {args.out} ({results['minutes']:.1f} min)")
+    return 0
+
+
+def only_web(args: argparse.Namespace) -> int:
+    cache = args.cache.absolute()
+    _, model = ensure_model(cache)
+    web_images = images.make_photos(cache / "web", 128, images.WEB_SIZES, seed=1)
+    index128 = query_index(cache, model, web_images)
+    figures = web.measure(index128, large_queries(), args.quick)
+    figures["machine"] = {"load": machine.load_average(), "conditions": args.conditions}
+    (cache / "web.json").write_text(json.dumps(figures, indent=1))
+    count = json.loads((index128 / "index.json").read_text())["count"]
+    text = web.render(figures, count) + report._table(
+        ["target", "goal", "measured", "met"], web.target_rows(figures)
+    )
+    sys.stdout.write("\n".join(text) + "\n")
     return 0
 
 

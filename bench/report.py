@@ -265,6 +265,10 @@ def targets(results: dict) -> list[str]:
                     _ok(got >= TARGET_RECALL),
                 ]
             )
+    if "web" in results:
+        from bench.web import target_rows
+
+        rows += target_rows(results["web"])
     return ["## Targets", ""] + _table(["target", "goal", "measured", "met"], rows)
 
 
@@ -290,6 +294,10 @@ def render(results: dict, levers_text: list[str]) -> str:
         out += throughput(results["throughput"])
     if "queries" in results:
         out += queries(results["queries"])
+    if "web" in results:
+        from bench.web import render as web
+
+        out += web(results["web"], results["queries"]["count"])
     if "large" in results:
         out += large(results["large"])
     out += levers_text

@@ -16,7 +16,6 @@ Protocol: one request per connection, a JSON object on one line each way.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import socket
@@ -32,11 +31,19 @@ MAX_ANSWER = 64 << 20
 MAX_SOCKET_PATH = 100  # bytes; the kernel's limit for a socket's path is 107
 
 
+def _fnv1a64(data: bytes) -> int:
+    """A 64-bit name for a path. Not hashlib: loading OpenSSL costs a one-shot search ~3 ms, and
+    a collision would only make the server decline (it checks the index path itself)."""
+    h = 0xCBF29CE484222325
+    for byte in data:
+        h = ((h ^ byte) * 0x100000001B3) & 0xFFFFFFFFFFFFFFFF
+    return h
+
+
 def socket_path(index_dir: Path | str) -> Path:
     """Where a server for `index_dir` listens (one socket per index folder, by its real path)."""
-    real = os.path.realpath(index_dir)
-    digest = hashlib.sha256(real.encode("utf-8", "surrogateescape")).hexdigest()[:24]
-    path = paths.runtime_dir() / f"index-{digest}.sock"
+    real = os.fsencode(os.path.realpath(index_dir))
+    path = paths.runtime_dir() / f"index-{_fnv1a64(real):016x}.sock"
     if len(os.fsencode(path)) > MAX_SOCKET_PATH:  # a deep $XDG_RUNTIME_DIR
         path = paths.runtime_dir(fallback=True) / path.name
     return path

@@ -11,8 +11,6 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
-import tomllib
-
 from clipsearch_onnx import paths
 from clipsearch_onnx.errors import ClipSearchError
 
@@ -50,6 +48,8 @@ def load_settings(overrides: dict[str, Any] | None = None, config: Path | None =
     values: dict[str, Any] = {}
     config = config or paths.config_file()
     if config.is_file():
+        import tomllib  # only with a config file: with datetime, ~3 ms of a one-shot search
+
         try:
             data = tomllib.loads(config.read_text(encoding="utf-8"))
         except (OSError, tomllib.TOMLDecodeError) as exc:

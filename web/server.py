@@ -8,19 +8,42 @@ import socket
 import sys
 import warnings
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from clipsearch_onnx.errors import ClipSearchError, ExitCode
 from clipsearch_onnx.paths import cache_dir
 from clipsearch_onnx.settings import Settings
 
-from .options import ServeOptions
+from . import options as default
 
 
 class ServeError(ClipSearchError):
     """The server cannot start with these options."""
 
     exit_code = ExitCode.USAGE
+
+
+@dataclass(frozen=True)
+class ServeOptions:
+    host: str = default.DEFAULT_HOST
+    """Address to listen on; anything but the loopback needs a token."""
+    port: int = default.DEFAULT_PORT
+    """TCP port (0: any free one; the URL printed says which)."""
+    token: str | None = None
+    """Secret every request must carry (Bearer header, cookie, or ?token=)."""
+    max_upload_mb: float = default.DEFAULT_MAX_UPLOAD_MB
+    """Largest query image upload, in MB (10^6 bytes)."""
+    max_upload_pixels: int = default.DEFAULT_MAX_UPLOAD_PIXELS
+    """Largest query image upload, in pixels (checked from its header before decoding)."""
+    thumbnail_cache: Path | None = None
+    """Thumbnail folder; default: a folder per index under the clipsearch cache."""
+    thumbnail_cache_mb: float = default.DEFAULT_THUMBNAIL_CACHE_MB
+    """Disk budget of the thumbnail folder, in MB."""
+    workers: int = default.DEFAULT_WORKERS
+    """Query worker threads (each holds its own SQLite connection)."""
+    query_socket: bool = True
+    """Also answer `clipsearch search` on this index over a Unix socket."""
 
 
 def thumbnail_folder(index_dir: Path) -> Path:

@@ -60,8 +60,9 @@ class SearchService:
     def _open(self, reuse: Searcher | None) -> Searcher:
         base = open_searcher(self.settings, reuse=reuse.encoder if reuse else None)
         # The base searcher only lends its vectors and encoder to the workers' views; its own
-        # catalog connection belongs to this thread, which will not query it.
-        base.close()
+        # catalog connection belongs to this thread, which will not query it. (Closing the
+        # whole searcher would also let go of the index files it holds open.)
+        base.catalog.close()
         if reuse is None or base.encoder is not reuse.encoder:
             _warm(base)
         return base

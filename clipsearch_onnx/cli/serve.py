@@ -31,18 +31,22 @@ The server listens on the loopback only unless --host says otherwise, which need
 
 
 def register(subparsers: Any) -> argparse.ArgumentParser:
-    from clipsearch_web.options import ServeOptions
+    from clipsearch_web import options as d
 
-    d = ServeOptions()
     p = add_command(
         subparsers,
         "serve",
         help="the browser gallery and JSON API (and a fast path for `search`)",
         description=DESCRIPTION,
     )
-    p.add_argument("--host", default=d.host, help=f"address to listen on ({d.host})")
     p.add_argument(
-        "--port", type=int, default=d.port, help=f"TCP port, 0 for any free one ({d.port})"
+        "--host", default=d.DEFAULT_HOST, help=f"address to listen on ({d.DEFAULT_HOST})"
+    )
+    p.add_argument(
+        "--port",
+        type=int,
+        default=d.DEFAULT_PORT,
+        help=f"TCP port, 0 for any free one ({d.DEFAULT_PORT})",
     )
     p.add_argument(
         "--token",
@@ -53,16 +57,16 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument(
         "--max-upload-mb",
         type=float,
-        default=d.max_upload_mb,
+        default=d.DEFAULT_MAX_UPLOAD_MB,
         metavar="MB",
-        help=f"largest upload ({d.max_upload_mb:g})",
+        help=f"largest upload ({d.DEFAULT_MAX_UPLOAD_MB:g})",
     )
     p.add_argument(
         "--max-upload-pixels",
         type=int,
-        default=d.max_upload_pixels,
+        default=d.DEFAULT_MAX_UPLOAD_PIXELS,
         metavar="N",
-        help=f"largest uploaded image in pixels ({d.max_upload_pixels})",
+        help=f"largest uploaded image in pixels ({d.DEFAULT_MAX_UPLOAD_PIXELS})",
     )
     p.add_argument(
         "--thumbnail-cache",
@@ -73,12 +77,16 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument(
         "--thumbnail-cache-mb",
         type=float,
-        default=d.thumbnail_cache_mb,
+        default=d.DEFAULT_THUMBNAIL_CACHE_MB,
         metavar="MB",
-        help=f"the thumbnail folder's budget ({d.thumbnail_cache_mb:g})",
+        help=f"the thumbnail folder's budget ({d.DEFAULT_THUMBNAIL_CACHE_MB:g})",
     )
     p.add_argument(
-        "--workers", type=int, default=d.workers, metavar="N", help=f"query threads ({d.workers})"
+        "--workers",
+        type=int,
+        default=d.DEFAULT_WORKERS,
+        metavar="N",
+        help=f"query threads ({d.DEFAULT_WORKERS})",
     )
     p.add_argument(
         "--no-query-socket",
@@ -91,14 +99,12 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     try:
-        from clipsearch_web.server import serve
+        from clipsearch_web.server import ServeOptions, serve
     except ImportError as exc:
         raise ClipSearchError(
             f"`clipsearch serve` needs the `serve` extra ({exc.name} is missing): "
             "pip install 'clipsearch-onnx[serve]'"
         ) from None
-    from clipsearch_web.options import ServeOptions
-
     options = ServeOptions(
         host=args.host,
         port=args.port,
