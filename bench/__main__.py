@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from bench import images, large, levers, machine, report, throughput, web
@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
             + ((f"--rounds {args.rounds}", bool(args.rounds)),)
             if on
         ),
-        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "machine": machine.describe(),
         "model": {"quantization": manifest.get("quantization", {}).get("label", "?")},
         "throughput": [],

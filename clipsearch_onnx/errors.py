@@ -14,7 +14,7 @@ class ExitCode(IntEnum):
 
     OK = 0
     ERROR = 1  # anything not listed below
-    USAGE = 2  # bad command-line arguments (argparse's own code)
+    USAGE = 2  # bad command-line arguments (argparse's own code) or settings
     MODEL = 3  # model directory missing, incomplete, damaged or mismatched
     INDEX = 4  # index missing, damaged, or built with another model
     INPUT = 5  # a query image, query file or captions file that cannot be used
@@ -28,6 +28,12 @@ class ClipSearchError(Exception):
     """Base class of every error the core raises on purpose."""
 
     exit_code = ExitCode.ERROR
+
+
+class SettingsError(ClipSearchError):
+    """A setting (flag, CLIPSEARCH_* variable, config.toml) has a value that cannot be used."""
+
+    exit_code = ExitCode.USAGE
 
 
 class ModelError(ClipSearchError):

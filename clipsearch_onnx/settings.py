@@ -1,18 +1,21 @@
-"""All tunable settings in one typed object.
+"""All tunable settings in one typed object, and the one description of where each comes from.
 
 Precedence: command-line flag > environment (`CLIPSEARCH_*`) > config file (`config.toml` in the
-clipsearch home, see `paths`) > default.
+clipsearch home, see `paths`) > default. A value that cannot be used, from any of them, is a
+`SettingsError` (one line, exit code 2) that names where it came from.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from clipsearch_onnx import paths
-from clipsearch_onnx.errors import ClipSearchError
+from clipsearch_onnx.errors import SettingsError
+
+PRECISIONS = ("int8", "fp32")
 
 
 @dataclass(frozen=True)
@@ -33,13 +36,38 @@ class Settings:
         return (self.index_dir or paths.default_index_dir()).absolute()
 
 
-_ENV = {
-    "model_dir": ("CLIPSEARCH_MODEL", Path),
-    "index_dir": ("CLIPSEARCH_INDEX", Path),
-    "precision": ("CLIPSEARCH_PRECISION", str),
-    "threads": ("CLIPSEARCH_THREADS", int),
-    "batch_size": ("CLIPSEARCH_BATCH_SIZE", int),
-}
+@dataclass(frozen=True)
+class Key:
+    """One setting: its config.toml key (= the Settings field), variable, flag and meaning."""
+
+    name: str
+    env: str
+    flag: str
+    kind: type
+    help: str
+
+
+KEYS = (
+    Key("model_dir", "CLIPSEARCH_MODEL", "--model", Path, "exported model folder"),
+    Key("index_dir", "CLIPSEARCH_INDEX", "--index", Path, "index folder"),
+    Key("precision", "CLIPSEARCH_PRECISION", "--precision", str, "int8 or fp32"),
+    Key("threads", "CLIPSEARCH_THREADS", "--threads", int, "inference threads (>= 1; all cores)"),
+    Key("batch_size", "CLIPSEARCH_BATCH_SIZE", "--batch-size", int, "images per batch (>= 1; 32)"),
+)
+_BY_NAME = {key.name: key for key in KEYS}
+
+
+def describe() -> str:
+    """The settings table for `--help` (and the README): key, variable, flag, meaning."""
+    rows = [f"  {k.name:<11} {k.env:<22} {k.flag:<13} {k.help}" for k in KEYS]
+    return (
+        "settings: a flag wins over its environment variable, which wins over config.toml in\n"
+        "CLIPSEARCH_HOME (default ~/.local/share/clipsearch, which also holds the default model\n"
+        "and index folders), which wins over the default:\n"
+        f"  {'config key':<11} {'environment variable':<22} {'flag':<13} meaning\n"
+        + "\n".join(rows)
+        + '\nconfig.toml example:  index_dir = "~/pictures-index"  and  threads = 2\n'
+    )
 
 
 def load_settings(overrides: dict[str, Any] | None = None, config: Path | None = None) -> Settings:
@@ -48,30 +76,68 @@ def load_settings(overrides: dict[str, Any] | None = None, config: Path | None =
     values: dict[str, Any] = {}
     config = config or paths.config_file()
     if config.is_file():
-        import tomllib  # only with a config file: with datetime, ~3 ms of a one-shot search
-
-        try:
-            data = tomllib.loads(config.read_text(encoding="utf-8"))
-        except (OSError, tomllib.TOMLDecodeError) as exc:
-            raise ClipSearchError(f"cannot read config file {config}: {exc}") from exc
-        known = {f.name for f in fields(Settings)}
-        for key, value in data.items():
-            if key not in known:
-                raise ClipSearchError(f"config file {config}: unknown setting {key!r}")
-            values[key] = value
-    for name, (var, kind) in _ENV.items():
-        raw = os.environ.get(var)
+        for name, value in _read_config(config).items():
+            values[name] = _checked(_BY_NAME[name], value, f"config file {config}: {name}")
+    for key in KEYS:
+        raw = os.environ.get(key.env)
         if raw:
-            try:
-                values[name] = kind(raw)
-            except ValueError as exc:
-                raise ClipSearchError(f"environment variable {var}={raw!r}: {exc}") from exc
+            values[key.name] = _checked(key, raw, f"environment variable {key.env}")
     for name, value in (overrides or {}).items():
         if value is not None:
-            values[name] = value
-    for name in ("model_dir", "index_dir"):
-        if values.get(name) is not None:
-            values[name] = Path(values[name]).expanduser()
-    if values.get("precision") not in (None, "int8", "fp32"):
-        raise ClipSearchError(f"precision must be int8 or fp32, not {values['precision']!r}")
+            values[name] = _checked(_BY_NAME[name], value, _BY_NAME[name].flag)
     return replace(Settings(), **values)
+
+
+def _read_config(config: Path) -> dict[str, Any]:
+    import tomllib  # only with a config file: it costs a one-shot search a few ms
+
+    try:
+        data = tomllib.loads(config.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise SettingsError(f"config file {config} is not valid TOML: {exc}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SettingsError(f"cannot read config file {config}: {exc}") from None
+    for name in data:
+        if name not in _BY_NAME:
+            raise SettingsError(f"config file {config}: unknown setting {name!r}{_hint(name)}")
+    return data
+
+
+def _hint(name: str) -> str:
+    import difflib
+
+    valid = [k.name for k in KEYS]
+    close = difflib.get_close_matches(name, valid, n=1, cutoff=0.6) or [
+        v for v in valid if v.startswith(name) or name.startswith(v.split("_")[0])
+    ]
+    guess = f"; did you mean {close[0]!r}?" if close else ""
+    return f"{guess} (valid: {', '.join(valid)})"
+
+
+def _checked(key: Key, value: Any, where: str) -> Any:
+    """`value` converted to the key's type and checked, or a SettingsError naming `where`."""
+    if key.kind is Path:
+        if not isinstance(value, str | Path) or not str(value):
+            raise SettingsError(f"{where} must be a folder path, not {value!r}")
+        return Path(value).expanduser()
+    if key.kind is int:
+        number = _whole_number(value)
+        if number is None or number < 1:
+            raise SettingsError(f"{where} must be a whole number of at least 1, not {value!r}")
+        return number
+    if key.name == "precision" and value not in PRECISIONS:
+        raise SettingsError(f"{where} must be {' or '.join(PRECISIONS)}, not {value!r}")
+    return value
+
+
+def _whole_number(value: Any) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str):
+        try:
+            return int(value.strip())
+        except ValueError:
+            return None
+    return None

@@ -20,7 +20,7 @@ import platform
 import statistics
 import tempfile
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -241,7 +241,7 @@ def study(iterations: int, threads: int, workdir: Path, variants: list[QuantSett
         "fidelity": "cosine per row vs PyTorch fp32; on random weights indicative only",
         "note": NOTE,
         "onnxruntime": __import__("onnxruntime").__version__,
-        "measured": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "measured": datetime.now(UTC).isoformat(timespec="seconds"),
         "rows": rows,
     }
 

@@ -12,13 +12,14 @@ import argparse
 from clipsearch_onnx import __version__
 from clipsearch_onnx.cli import dataset, embed, import_, index, info, search, serve, tui
 from clipsearch_onnx.cli import eval as eval_
+from clipsearch_onnx.cli.parsing import Parser
 from clipsearch_onnx.cli.usage import EXIT_CODES
 
 COMMANDS = (index, search, info, import_, embed, eval_, dataset, tui, serve)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="clipsearch",
         description="Find pictures by describing them or by showing an example, on a CPU.\n\n"
         "typical use:\n"

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from clipsearch_onnx.cli.options import add_common, settings_from
 from clipsearch_onnx.cli.output import print_json
+from clipsearch_onnx.cli.parsing import JoinWords
 from clipsearch_onnx.cli.query_file import answer_queries, read_queries
 from clipsearch_onnx.cli.usage import add_command
 from clipsearch_onnx.errors import ExitCode, InputError
@@ -28,7 +29,14 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
         description="Top-k images for a text, an image, or both (their embeddings "
         "averaged). The index remembers its model, so --model is optional.",
     )
-    p.add_argument("text", nargs="?", metavar="TEXT", help="what to look for, in words")
+    p.add_argument(
+        "text",
+        nargs="*",
+        action=JoinWords,
+        metavar="TEXT",
+        help="what to look for, in words (quoting them is optional)",
+    )
+    p.words_hint = "the words of TEXT go together, before or after the options"
     p.add_argument("--image", metavar="PATH", help="an example image")
     p.add_argument("-k", type=int, default=10, metavar="N", help="how many results (10)")
     out = p.add_mutually_exclusive_group()

@@ -5,10 +5,13 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from clipsearch_onnx.cli.parsing import Parser
+from clipsearch_onnx.settings import describe
+
 EXIT_CODES = """exit codes:
   0    success (an index run that skipped unreadable files still succeeds)
   1    unexpected error
-  2    bad command-line arguments
+  2    bad command-line arguments or settings (a flag, a CLIPSEARCH_* variable, config.toml)
   3    model folder missing, incomplete, damaged, or not the index's model
   4    index missing, damaged, locked by another run, or built with another model
   5    unusable input: query image, query file, captions file, shard
@@ -17,15 +20,12 @@ EXIT_CODES = """exit codes:
   129  tui: the terminal went away (closed, hung up)
   130  interrupted (Ctrl-C); finished batches are kept
 
-settings: a flag wins over CLIPSEARCH_MODEL, CLIPSEARCH_INDEX, CLIPSEARCH_PRECISION,
-CLIPSEARCH_THREADS, CLIPSEARCH_BATCH_SIZE, which win over config.toml in CLIPSEARCH_HOME
-(default ~/.local/share/clipsearch), where the default model and index folders also live.
-"""
+""" + describe()
 
 
-def add_command(subparsers: Any, name: str, **kwargs: Any) -> argparse.ArgumentParser:
+def add_command(subparsers: Any, name: str, **kwargs: Any) -> Parser:
     """The subparser of command `name`, with the exit-code table as its epilog."""
     kwargs.setdefault("epilog", EXIT_CODES)
     kwargs.setdefault("formatter_class", argparse.RawDescriptionHelpFormatter)
-    parser: argparse.ArgumentParser = subparsers.add_parser(name, **kwargs)
+    parser: Parser = subparsers.add_parser(name, **kwargs)
     return parser
