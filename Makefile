@@ -42,14 +42,13 @@ demo: setup  ## the whole pipeline offline on a small trained model and generate
 tui: setup  ## open the terminal UI (INDEX=dir; default: Flickr8k's index, else the demo's)
 	$(VENV)/bin/clipsearch tui --index $(TUI_INDEX)
 
-test: setup  ## run every test
+test: lint  ## the linters, then every test (what CI runs)
 	$(PY) -m pytest -q
 
-lint: setup  ## ruff and mypy
+lint: setup  ## ruff check, ruff format --check, mypy (core, tui, web: see pyproject.toml)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
-	$(VENV)/bin/mypy web
 
 bench: setup  ## measure speed and memory, write BENCHMARKS.md
 	$(PY) -m bench

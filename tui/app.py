@@ -135,7 +135,7 @@ class ClipSearchApp(App[int]):
         try:
             response = await self.engine.search(text=query.text, image=query.image)
         except ImageError as exc:
-            self.say(f"cannot use {display_path(exc.path)}: {exc.reason}", error=True)
+            self.say(f"cannot use {display_path(str(exc.path))}: {exc.reason}", error=True)
             return
         except ClipSearchError as exc:
             self.say(str(exc), error=True)

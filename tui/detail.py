@@ -25,10 +25,11 @@ class DetailPane(Horizontal):
         super().__init__(**kwargs)
         self.graphics = graphics
         self.result: Result | None = None
+        self.picture = make_picture(graphics, id="picture")
 
     def compose(self) -> ComposeResult:
         with Container(id="picture-frame"):
-            yield make_picture(self.graphics, id="picture")
+            yield self.picture
             yield Static(id="picture-note")
         with VerticalScroll(id="about"):
             yield Static(HINT, id="about-title")
@@ -39,7 +40,7 @@ class DetailPane(Horizontal):
         if result == self.result:
             return
         self.result = result
-        self.query_one("#picture").image = None
+        self.picture.image = None
         note = self.query_one("#picture-note", Static)
         note.display = False
         if result is None:
@@ -70,4 +71,4 @@ class DetailPane(Horizontal):
             note.display = True
             return
         if self.result == result:
-            self.query_one("#picture").image = img
+            self.picture.image = img

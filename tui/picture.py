@@ -8,6 +8,7 @@ background), rendered here from Pillow so that the result is the same on every r
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING, TypeAlias
 
 import numpy as np
 from PIL import Image
@@ -18,6 +19,9 @@ from textual.strip import Strip
 from textual.widget import Widget
 
 from clipsearch_onnx.preprocess import load_image
+
+if TYPE_CHECKING:
+    from textual_image.widget import AutoImage, SixelImage
 
 THUMBNAIL_SIDE = 640
 UPPER_HALF = "▀"
@@ -97,8 +101,12 @@ class HalfBlockPicture(Widget):
         return self._strips[y] if y < len(self._strips) else Strip.blank(width, self.rich_style)
 
 
-def make_picture(graphics: bool, **kwargs) -> Widget:
-    """A picture widget with an `image` attribute: textual-image's when `graphics`, else ours."""
+Picture: TypeAlias = "HalfBlockPicture | AutoImage | SixelImage"
+"""A widget that shows the Pillow image its `image` attribute is set to."""
+
+
+def make_picture(graphics: bool, **kwargs) -> Picture:
+    """textual-image's picture widget when `graphics`, else ours."""
     if graphics:
         from textual_image.widget import Image as GraphicsPicture
 
