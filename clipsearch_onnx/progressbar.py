@@ -1,6 +1,7 @@
 """A small progress bar for stderr (the CLI's; the core reports through callbacks only).
 
-On a terminal it redraws one line; elsewhere (logs, CI) it prints a line at most every 10 s.
+On a terminal it redraws one line; elsewhere (logs, CI) it prints a line at most once a minute,
+plus one when a stage ends, so that a log holds little beyond the files it names.
 """
 
 from __future__ import annotations
@@ -8,6 +9,9 @@ from __future__ import annotations
 import sys
 import time
 from typing import TextIO
+
+REDRAW_S = 0.2  # on a terminal
+LOG_LINE_S = 60.0  # elsewhere
 
 
 def _clock(seconds: float) -> str:
@@ -34,7 +38,7 @@ class Bar:
     def advance(self, n: int) -> None:
         self.done += n
         now = time.monotonic()
-        if now - self.last >= (0.2 if self.tty else 10.0) or self.done >= self.total:
+        if now - self.last >= (REDRAW_S if self.tty else LOG_LINE_S) or self.done >= self.total:
             self.last = now
             self._draw(final=False)
 
