@@ -8,9 +8,8 @@ clipsearch home, see `paths`) > default. A value that cannot be used, from any o
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from clipsearch_onnx import paths
 from clipsearch_onnx.errors import SettingsError
@@ -18,8 +17,7 @@ from clipsearch_onnx.errors import SettingsError
 PRECISIONS = ("int8", "fp32")
 
 
-@dataclass(frozen=True)
-class Settings:
+class Settings(NamedTuple):  # a NamedTuple, not a dataclass: `dataclasses` costs start-up time
     model_dir: Path | None = None
     """Exported model folder (manifest.json, *.onnx). None: the one recorded in the index, else
     the default under the clipsearch home."""
@@ -36,8 +34,7 @@ class Settings:
         return (self.index_dir or paths.default_index_dir()).absolute()
 
 
-@dataclass(frozen=True)
-class Key:
+class Key(NamedTuple):
     """One setting: its config.toml key (= the Settings field), variable, flag and meaning."""
 
     name: str
@@ -85,7 +82,7 @@ def load_settings(overrides: dict[str, Any] | None = None, config: Path | None =
     for name, value in (overrides or {}).items():
         if value is not None:
             values[name] = _checked(_BY_NAME[name], value, _BY_NAME[name].flag)
-    return replace(Settings(), **values)
+    return Settings(**values)
 
 
 def _read_config(config: Path) -> dict[str, Any]:

@@ -32,7 +32,8 @@ def main(argv: list[str] | None = None) -> int:
 def _run(argv: list[str] | None, sigint: SigintWatch) -> tuple[int, str | None]:
     """The command's exit code and the one line to report, if any."""
     try:
-        args = build_parser().parse_args(argv)
+        argv = sys.argv[1:] if argv is None else argv
+        args = build_parser(argv).parse_args(argv)
         code, message = int(args.run(args)), None
     except KeyboardInterrupt:
         return ExitCode.INTERRUPTED, LINE

@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import json
 import sys
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from clipsearch_onnx.cli.output import print_json
 from clipsearch_onnx.errors import ExitCode, InputError
@@ -22,10 +21,9 @@ if TYPE_CHECKING:
 KEYS = ("text", "image", "k")  # what a JSON line may hold
 
 
-@dataclass(frozen=True)
-class QueryLine:
+class QueryLine(NamedTuple):
     line: int  # 1-based line number in the file
-    query: dict[str, Any] = field(default_factory=dict)  # text and/or image, maybe k
+    query: dict[str, Any]  # text and/or image, maybe k
     error: str | None = None  # why the line cannot be used
 
 
@@ -55,20 +53,20 @@ def _parse(number: int, line: str) -> QueryLine:
     try:
         query = json.loads(line)
     except ValueError as exc:
-        return QueryLine(number, error=f"bad JSON ({exc})")
+        return QueryLine(number, {}, error=f"bad JSON ({exc})")
     if not isinstance(query, dict):
-        return QueryLine(number, error="expected a JSON object")
+        return QueryLine(number, {}, error="expected a JSON object")
     unknown = sorted(set(query) - set(KEYS))
     if unknown:
-        return QueryLine(number, error=f"unknown key {unknown[0]!r} (valid: {', '.join(KEYS)})")
+        return QueryLine(number, {}, error=f"unknown key {unknown[0]!r} (valid: {', '.join(KEYS)})")
     for key in ("text", "image"):
         if query.get(key) is not None and not isinstance(query[key], str):
-            return QueryLine(number, error=f"{key!r} must be a string")
+            return QueryLine(number, {}, error=f"{key!r} must be a string")
     if not (query.get("text") or "").strip() and not query.get("image"):
-        return QueryLine(number, error='expected {"text": ...} and/or {"image": ...}')
+        return QueryLine(number, {}, error='expected {"text": ...} and/or {"image": ...}')
     k = query.get("k")
     if k is not None and (isinstance(k, bool) or not isinstance(k, int) or k < 1):
-        return QueryLine(number, error=f"'k' must be a whole number of at least 1, not {k!r}")
+        return QueryLine(number, {}, error=f"'k' must be a whole number of at least 1, not {k!r}")
     return QueryLine(number, query)
 
 
