@@ -16,7 +16,7 @@ import numpy as np
 from clipsearch_onnx import backends
 from clipsearch_onnx.errors import ModelError
 from clipsearch_onnx.manifest import Manifest
-from clipsearch_onnx.tokenizer import ClipTokenizer
+from clipsearch_onnx.tokenizer import Tokenizer, tokenizer_for
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -84,7 +84,7 @@ class Encoder:
         self.dim = manifest.embedding_dim
         self._sessions: dict[str, backends.Tower] = {}
         self._backends: dict[str, str] = {}
-        self._tokenizer: ClipTokenizer | None = None
+        self._tokenizer: Tokenizer | None = None
         self._preprocess: Preprocessor | None = None
 
     def session(self, tower: str) -> backends.Tower:
@@ -114,17 +114,16 @@ class Encoder:
         return self._preprocess
 
     @property
-    def tokenizer(self) -> ClipTokenizer:
+    def tokenizer(self) -> Tokenizer:
         if self._tokenizer is None:
-            self._tokenizer = ClipTokenizer.from_model(self.manifest)
+            self._tokenizer = tokenizer_for(self.manifest)
         return self._tokenizer
 
     def embed_texts(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
         out = []
         sess = self.session("text")
         for start in range(0, len(texts), batch_size):
-            ids, mask = self.tokenizer.encode(list(texts[start : start + batch_size]))
-            out.append(sess.run({"input_ids": ids, "attention_mask": mask}))
+            out.append(sess.run(self.tokenizer.feeds(texts[start : start + batch_size])))
         if not out:
             return np.zeros((0, self.dim), dtype=np.float32)
         return normalise(np.concatenate(out))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +20,8 @@ from clipsearch_onnx.errors import ModelError
 MANIFEST = "manifest.json"
 PRECISIONS = ("int8", "fp32")
 TOWERS = ("vision", "text")
+# What manifests written before the "preprocess" entry mean (CLIP's CLIPImageProcessor).
+CLIP_PREPROCESS = {"resize": "shortest_edge", "resample": "bicubic", "center_crop": True}
 
 
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
@@ -42,6 +45,9 @@ class Manifest:
     image_std: tuple[float, float, float]
     context_length: int
     tokenizer: dict[str, Any]
+    text_inputs: tuple[str, ...]  # what the text tower takes, as the checkpoint's tokenizer gives
+    preprocess: dict[str, Any]  # resize ("shortest_edge"|"square"), resample, center_crop
+    scores: dict[str, Any]  # kind ("softmax"|"sigmoid"), logit_scale, logit_bias
     files: dict[str, dict[str, Any]]
     precisions: dict[str, dict[str, str]]
     default_precision: str
@@ -79,6 +85,9 @@ class Manifest:
                 image_std=tuple(float(v) for v in data["image_std"]),  # type: ignore[arg-type]
                 context_length=int(data.get("context_length", 77)),
                 tokenizer=data["tokenizer"],
+                text_inputs=tuple(data.get("text_inputs", ("input_ids", "attention_mask"))),
+                preprocess={**CLIP_PREPROCESS, **data.get("preprocess", {})},
+                scores=data.get("scores", {"kind": "softmax"}),
                 files=data["files"],
                 precisions=data["precisions"],
                 default_precision=data.get("default_precision", "int8"),
@@ -88,6 +97,20 @@ class Manifest:
             raise ModelError(
                 f"{path} is incomplete or malformed ({exc!r}); re-run the export"
             ) from exc
+
+    @property
+    def has_probability(self) -> bool:
+        """Whether a text-image cosine converts to a match probability (SigLIP's sigmoid)."""
+        return self.scores.get("kind") == "sigmoid"
+
+    def probability(self, cosine: float) -> float | None:
+        """SigLIP: sigmoid(logit_scale * cosine + logit_bias), the probability that an image
+        matches a text (comparable across queries). CLIP (softmax-trained): None, since its
+        cosines are only comparable between results of the same query."""
+        if not self.has_probability:
+            return None
+        logit = float(self.scores["logit_scale"]) * cosine + float(self.scores["logit_bias"])
+        return 1.0 / (1.0 + math.exp(-logit)) if logit > -700 else 0.0
 
     def tower_path(self, tower: str, precision: str) -> Path:
         """The verified ONNX file of `tower` ('vision'|'text') at `precision` ('int8'|'fp32')."""

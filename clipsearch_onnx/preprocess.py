@@ -1,9 +1,11 @@
-"""Reading images into RGB, and CLIP's pixel preprocessing in Pillow + numpy.
+"""Reading images into RGB, and the models' pixel preprocessing in Pillow + numpy.
 
 `Preprocessor` reproduces transformers' `CLIPImageProcessor` (4.57) exactly: bicubic resize of the
 shortest side with the long side truncated as `get_resize_output_image_size` does, centre crop
 with `center_crop`'s rounding (zero padding when the crop is larger), rescale by 1/255 in float64
-then float32, normalise in float32, channels first.
+then float32, normalise in float32, channels first. With resize="square" and no centre crop it is
+`SiglipImageProcessor` (Pillow's resize straight to S x S, bilinear for SigLIP checkpoints). The
+export checks it against the checkpoint's own processor (export/verify.py).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from PIL import Image, ImageOps
 
-from clipsearch_onnx.errors import ImageError, InputError
+from clipsearch_onnx.errors import ImageError, InputError, ModelError
 
 if TYPE_CHECKING:
     from clipsearch_onnx.manifest import Manifest
@@ -159,8 +161,13 @@ def load_image(
         raise ImageError(path, f"cannot decode: {exc or type(exc).__name__}") from None
 
 
+RESAMPLE = {"bicubic": Image.Resampling.BICUBIC, "bilinear": Image.Resampling.BILINEAR}
+
+
 class Preprocessor:
-    """PIL images -> float32 [B, 3, S, S] pixel values, as `CLIPImageProcessor` computes them."""
+    """PIL images -> float32 [B, 3, S, S] pixel values, as transformers' image processors
+    compute them: `CLIPImageProcessor` (resize="shortest_edge", bicubic, centre crop) or
+    `SiglipImageProcessor` (resize="square": straight to S x S, bilinear, no crop)."""
 
     def __init__(
         self,
@@ -168,23 +175,39 @@ class Preprocessor:
         resize_shortest_edge: int,
         mean: Sequence[float],
         std: Sequence[float],
+        *,
+        resize: str = "shortest_edge",
+        resample: str = "bicubic",
+        center_crop: bool = True,
     ) -> None:
+        if resize not in ("shortest_edge", "square") or resample not in RESAMPLE:
+            raise ModelError(f"unknown preprocessing: resize {resize!r}, resample {resample!r}")
         self.image_size = int(image_size)
         self.resize_shortest_edge = int(resize_shortest_edge)
         self.mean = np.asarray(mean, dtype=np.float32)
         self.std = np.asarray(std, dtype=np.float32)
+        self.resize = resize
+        self.resample = RESAMPLE[resample]
+        self.center_crop = center_crop
 
     @classmethod
     def from_manifest(cls, manifest: Manifest) -> Preprocessor:
+        spec = manifest.preprocess
         return cls(
             manifest.image_size,
             manifest.resize_shortest_edge,
             manifest.image_mean,
             manifest.image_std,
+            resize=spec["resize"],
+            resample=spec["resample"],
+            center_crop=bool(spec["center_crop"]),
         )
 
     def resized_size(self, width: int, height: int) -> tuple[int, int]:
-        """(width, height) after the shortest-edge resize, truncating like transformers."""
+        """(width, height) after the resize: S x S for "square", else the shortest edge to its
+        size with the long side truncated like transformers."""
+        if self.resize == "square":
+            return self.image_size, self.image_size
         short, long = (width, height) if width <= height else (height, width)
         new_short = self.resize_shortest_edge
         new_long = int(new_short * long / short)
@@ -194,6 +217,8 @@ class Preprocessor:
         """Centre crop [H, W, C] to S x S with transformers' rounding, zero-padding if smaller."""
         size = self.image_size
         height, width = arr.shape[:2]
+        if not self.center_crop or (height, width) == (size, size):
+            return arr
         top, left = (height - size) // 2, (width - size) // 2
         if top >= 0 and left >= 0:
             return arr[top : top + size, left : left + size]
@@ -207,7 +232,7 @@ class Preprocessor:
     def pixels(self, image: Image.Image) -> np.ndarray:
         """One image -> float32 [3, S, S]."""
         image = to_rgb(image)
-        resized = image.resize(self.resized_size(*image.size), resample=Image.Resampling.BICUBIC)
+        resized = image.resize(self.resized_size(*image.size), resample=self.resample)
         arr = self.crop(np.asarray(resized))
         scaled = (arr.astype(np.float64) * RESCALE).astype(np.float32)
         return ((scaled - self.mean) / self.std).transpose(2, 0, 1)

@@ -1,4 +1,5 @@
-"""`python -m export --model SRC --out DIR`: a clipsearch model folder from a CLIP checkpoint."""
+"""`python -m export --model SRC --out DIR`: a clipsearch model folder from a CLIP or SigLIP
+checkpoint."""
 
 from __future__ import annotations
 
@@ -9,22 +10,30 @@ from pathlib import Path
 from export.errors import ExportError, ExportExit
 
 EPILOG = """\
+families (detected from config.json's model_type):
+  clip     transformers CLIPModel of any size (OpenAI, LAION, DataComp; patch 14/16/32, 224/336 px)
+  siglip   transformers SiglipModel, including fixed-resolution SigLIP 2 (Gemma tokenizer);
+           SigLIP 2 NaFlex (model_type siglip2) is not supported
+
 output folder (manifest.json is written last, after verification):
-  vision.onnx, text.onnx            fp32 towers: pixel_values -> image_embeds,
-                                    input_ids + attention_mask -> text_embeds (not normalised)
+  vision.onnx, text.onnx            fp32 towers: pixel_values -> image_embeds, the tokenizer's
+                                    outputs (input_ids [+ attention_mask]) -> text_embeds
+                                    (not normalised)
   vision.int8.onnx, text.int8.onnx  int8 towers (onnxruntime.quantization)
   tokenizer.json, preprocessor_config.json, manifest.json
 
-verification: every tower at both precisions embeds generated images and fixed captions and is
-compared with PyTorch fp32, row by row (cosine). The export fails when the smallest cosine is
+verification: the runtime's tokenizer and preprocessing must reproduce the checkpoint's own
+(ids, mask and pixels); every tower at both precisions embeds generated images and fixed
+captions and is compared with PyTorch fp32, row by row (cosine). The export fails when the smallest cosine is
 below --min-fp32-cosine (fp32 graphs) or --min-int8-cosine (int8 graphs).
 
 exit codes:
-  0 ok, 1 other error, 2 usage, 3 checkpoint not found / not downloadable / not CLIP,
+  0 ok, 1 other error, 2 usage, 3 checkpoint not found / not downloadable / not CLIP or SigLIP,
   4 verification failed (fidelity below thresholds), 130 interrupted
 
 examples:
   python -m export --model openai/clip-vit-base-patch32 --out models/clip-vit-b32
+  python -m export --model google/siglip2-base-patch16-224 --out models/siglip2-b16
   python -m export --model ./my-finetuned-clip --out models/mine --overwrite
 """
 
@@ -35,8 +44,8 @@ def parser() -> argparse.ArgumentParser:
 
     p = argparse.ArgumentParser(
         prog="python -m export",
-        description="Export a CLIP checkpoint (Hugging Face Hub id or local transformers folder) "
-        "to ONNX fp32 + int8 with tokenizer and manifest, and verify it against PyTorch.",
+        description="Export a CLIP or SigLIP checkpoint (Hugging Face Hub id or local transformers "
+        "folder) to ONNX fp32 + int8 with tokenizer and manifest, and verify it against PyTorch.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -104,7 +113,8 @@ def main(argv: list[str] | None = None) -> int:
         return int(ExportExit.INTERRUPTED)
     print(args.out)
     print(
-        f"export: wrote {args.out} (D={data['embedding_dim']}, S={data['image_size']}, "
+        f"export: wrote {args.out} ({data['family']}, D={data['embedding_dim']}, "
+        f"S={data['image_size']}, "
         f"default precision {data['default_precision']})",
         file=sys.stderr,
     )

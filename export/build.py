@@ -58,19 +58,20 @@ def _export_into(work, source, revision, settings, thresholds, opset) -> dict:
         ckpt = checkpoint.load(source, revision)
     cfg = ckpt.model.config
     say(
-        f"D={ckpt.embedding_dim} S={ckpt.image_size} "
+        f"{ckpt.family}: D={ckpt.embedding_dim} S={ckpt.image_size} "
         f"vision {cfg.vision_config.num_hidden_layers}x{cfg.vision_config.hidden_size}, "
         f"text {cfg.text_config.num_hidden_layers}x{cfg.text_config.hidden_size}"
     )
-    with step("tokenizer and preprocessor config"):
-        token_ids, lowercase = tokenizer.write(ckpt, work)
+    with step("tokenizer and preprocessing, checked against the checkpoint's own"):
+        tokenizer_entry = tokenizer.write(ckpt, work)
         shutil.copyfile(ckpt.directory / PREPROCESSOR, work / PREPROCESSOR)
+        verify.check_preprocessing(ckpt, ckpt.preprocess)
     fp32, int8 = manifest.PRECISIONS["fp32"], manifest.PRECISIONS["int8"]
     with step(f"vision tower -> ONNX (opset {opset})"):
         convert.export_vision(ckpt.model, ckpt.image_size, work / fp32["vision"], opset)
     with step(f"text tower -> ONNX (opset {opset})"):
-        bos, eos = token_ids["bos_token_id"], token_ids["eos_token_id"]
-        convert.export_text(ckpt.model, bos, eos, work / fp32["text"], opset)
+        feed = verify.text_feeds(ckpt, ["a dog running on the beach", "a cat"])
+        convert.export_text(ckpt.model, feed, work / fp32["text"], opset)
     calibration = _calibration(ckpt) if settings.mode == "static" else {}
     for tower, sub in (("vision", cfg.vision_config), ("text", cfg.text_config)):
         with step(f"{tower} tower -> int8 ({settings.label()})"):
@@ -97,8 +98,7 @@ def _export_into(work, source, revision, settings, thresholds, opset) -> dict:
         ckpt,
         work,
         opset=opset,
-        tokenizer_ids=token_ids,
-        lowercase=lowercase,
+        tokenizer_entry=tokenizer_entry,
         quantization=_quantization_entry(settings),
         fidelity=fidelity,
     )

@@ -1,8 +1,9 @@
-"""The CLIP checkpoint being exported: where it comes from, and what it is made of.
+"""The checkpoint being exported: where it comes from, and what it is made of.
 
 A source is a local transformers-format folder or a Hugging Face Hub id. A hub id is downloaded
 with `huggingface_hub.snapshot_download` at a pinned commit (recorded as the manifest's revision);
-only the files the export needs are fetched (safetensors weights when the repo has them).
+only the files the export needs are fetched (safetensors weights when the repo has them). The
+family (CLIP or SigLIP, see `families`) is read from config.json.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from export import families
 from export.errors import SourceError
 from export.progress import say
 
@@ -23,6 +25,7 @@ CONFIG_FILES = [
     "special_tokens_map.json",
     "vocab.json",
     "merges.txt",
+    "processor_config.json",
 ]
 SAFETENSORS = ["model.safetensors", "model.safetensors.index.json", "model-*.safetensors"]
 PYTORCH_BIN = ["pytorch_model.bin", "pytorch_model.bin.index.json", "pytorch_model-*.bin"]
@@ -34,13 +37,14 @@ class Checkpoint:
     source: str  # what the user passed: hub id or local folder
     directory: Path  # local folder holding the files
     revision: str | None  # hub commit sha; None for a local folder
-    model: Any  # transformers.CLIPModel in eval mode, fp32, eager attention
-    tokenizer: Any  # transformers.CLIPTokenizerFast
-    image_processor: Any  # transformers.CLIPImageProcessor
+    model: Any  # transformers CLIPModel / SiglipModel in eval mode, fp32, eager attention
+    tokenizer: Any  # a transformers fast tokenizer
+    image_processor: Any  # transformers CLIPImageProcessor / SiglipImageProcessor
+    family: str = "clip"  # see export.families
 
     @property
     def embedding_dim(self) -> int:
-        return int(self.model.config.projection_dim)
+        return families.embedding_dim(self.family, self.model)
 
     @property
     def image_size(self) -> int:
@@ -48,15 +52,31 @@ class Checkpoint:
 
     @property
     def context_length(self) -> int:
-        return int(self.model.config.text_config.max_position_embeddings)
+        """CLIP: the most tokens a text keeps; SigLIP: the length every text is padded to."""
+        return families.text_length(self.family, self.model, self.tokenizer)
+
+    @property
+    def tokenizer_call(self) -> dict[str, Any]:
+        """Keyword arguments of the transformers tokenizer call the runtime reproduces."""
+        return families.tokenizer_call(self.family, self.context_length)
+
+    @property
+    def text_inputs(self) -> list[str]:
+        return families.text_inputs(self.tokenizer, self.tokenizer_call)
 
     @property
     def resize_shortest_edge(self) -> int:
-        return int(self.image_processor.size["shortest_edge"])
+        return int(self.preprocess["resize_shortest_edge"])
+
+    @property
+    def preprocess(self) -> dict[str, Any]:
+        return families.preprocess_entry(self.family, self.image_processor, self.image_size)
 
     @property
     def text_pooling(self) -> str:
         """How the text tower picks its pooled token (traced into the graph as is)."""
+        if self.family == "siglip":
+            return "last position (texts are padded to a fixed length)"
         eos = self.model.config.text_config.eos_token_id
         if eos == 2:
             return "argmax(input_ids) (legacy eos_token_id=2 config: the highest id is eos)"
@@ -118,30 +138,31 @@ def _download(repo_id: str, revision: str) -> tuple[Path, str]:
 def load(source: str, revision: str | None = None) -> Checkpoint:
     """Resolve `source` and load model, tokenizer and image processor from it."""
     directory, sha = resolve(source, revision)
-    from transformers import CLIPImageProcessor, CLIPModel, CLIPTokenizerFast
     from transformers.utils import logging as hf_logging
 
     hf_logging.set_verbosity_error()  # e.g. "sequence longer than 77" when checking the tokenizer
 
     for required in ("config.json", "preprocessor_config.json"):
         if not (directory / required).is_file():
-            raise SourceError(f"{directory} has no {required}; is it a CLIP checkpoint?")
-    if not (directory / "tokenizer.json").is_file() and not (
-        (directory / "vocab.json").is_file() and (directory / "merges.txt").is_file()
+            raise SourceError(f"{directory} has no {required}; is it a CLIP or SigLIP checkpoint?")
+    family = families.family_of(directory)
+    if (
+        family == "clip"
+        and not (directory / "tokenizer.json").is_file()
+        and not ((directory / "vocab.json").is_file() and (directory / "merges.txt").is_file())
     ):
         raise SourceError(f"{directory} has neither tokenizer.json nor vocab.json + merges.txt")
     try:
-        model = CLIPModel.from_pretrained(
-            directory, attn_implementation="eager", dtype="float32"
-        ).eval()
-        tokenizer = CLIPTokenizerFast.from_pretrained(directory)
-        processor = CLIPImageProcessor.from_pretrained(directory)
+        model, tokenizer, processor = families.load(family, directory)
+    except SourceError:
+        raise
     except Exception as exc:  # transformers and tokenizers raise many kinds on a bad folder
         why = _first_line(exc)
-        raise SourceError(f"cannot load a CLIP model from {directory}: {why}") from None
-    ckpt = Checkpoint(source, directory, sha, model, tokenizer, processor)
-    _check_preprocessing(ckpt)
-    _warn_on_eos_mismatch(ckpt)
+        raise SourceError(f"cannot load a {family} model from {directory}: {why}") from None
+    ckpt = Checkpoint(source, directory, sha, model, tokenizer, processor, family)
+    ckpt.preprocess  # noqa: B018 - raises SourceError for preprocessing the runtime lacks
+    if family == "clip":
+        _warn_on_eos_mismatch(ckpt)
     return ckpt
 
 
@@ -158,26 +179,6 @@ def _warn_on_eos_mismatch(ckpt: Checkpoint) -> None:
         say(
             f"warning: config.json pools text at eos_token_id={config_eos}, the tokenizer's eos is "
             f"{tok_eos}; transformers (and this export) will pool at the wrong token"
-        )
-
-
-def _check_preprocessing(ckpt: Checkpoint) -> None:
-    """The runtime resizes the shortest edge, centre-crops to S and normalises: insist on that."""
-    p = ckpt.image_processor
-    crop = p.crop_size or {}
-    problems = []
-    if "shortest_edge" not in (p.size or {}) or not p.do_resize:
-        problems.append(f"resize {p.size} is not a shortest-edge resize")
-    if not p.do_center_crop or crop.get("height") != crop.get("width"):
-        problems.append(f"crop {crop} is not a square centre crop")
-    elif crop.get("height") != ckpt.image_size:
-        problems.append(f"crop {crop['height']} != vision image_size {ckpt.image_size}")
-    if not p.do_normalize or not p.do_rescale or abs(p.rescale_factor - 1 / 255) > 1e-9:
-        problems.append("pixels are not rescaled by 1/255 and normalised")
-    if problems:
-        raise SourceError(
-            "preprocessor_config.json is not CLIP's usual preprocessing, which the runtime "
-            "implements: " + "; ".join(problems)
         )
 
 

@@ -1,10 +1,11 @@
-"""PyTorch -> ONNX: the two CLIP towers as separate fp32 graphs.
+"""PyTorch -> ONNX: the two towers (CLIP or SigLIP) as separate fp32 graphs.
 
 optimum's "feature-extraction" export of CLIP is one graph holding both towers whose embeddings
 are already L2-normalised, and its per-tower configs either lack the projection
 (`clip_vision_model`) or the attention mask (`clip-text-with-projection`). So the towers are
 traced here from two small wrappers around `get_image_features` / `get_text_features`, which is
-exactly what the runtime contract asks for.
+exactly what the runtime contract asks for. The text graph takes the inputs the checkpoint's
+tokenizer returns (`text_inputs`): SigLIP v1 models take input_ids only.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import warnings
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -21,29 +23,31 @@ OPSET = 17
 class VisionTower(nn.Module):
     """pixel_values float32 [B,3,S,S] -> image_embeds [B,D] (projected, not normalised)."""
 
-    def __init__(self, clip: nn.Module) -> None:
+    def __init__(self, model: nn.Module) -> None:
         super().__init__()
-        self.clip = clip
+        self.model = model
 
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        return self.clip.get_image_features(pixel_values=pixel_values)
+        return self.model.get_image_features(pixel_values=pixel_values)
 
 
 class TextTower(nn.Module):
-    """input_ids, attention_mask int64 [B,L] -> text_embeds [B,D] (projected, not normalised)."""
+    """`inputs` (input_ids[, attention_mask]) int64 [B,L] -> text_embeds [B,D] (projected, not
+    normalised)."""
 
-    def __init__(self, clip: nn.Module) -> None:
+    def __init__(self, model: nn.Module, inputs: list[str]) -> None:
         super().__init__()
-        self.clip = clip
+        self.model = model
+        self.inputs = list(inputs)
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        return self.clip.get_text_features(input_ids=input_ids, attention_mask=attention_mask)
+    def forward(self, *args: torch.Tensor) -> torch.Tensor:
+        return self.model.get_text_features(**dict(zip(self.inputs, args, strict=True)))
 
 
-def export_vision(clip: nn.Module, image_size: int, path: Path, opset: int = OPSET) -> None:
+def export_vision(model: nn.Module, image_size: int, path: Path, opset: int = OPSET) -> None:
     dummy = torch.randn(2, 3, image_size, image_size)
     _export(
-        VisionTower(clip),
+        VisionTower(model),
         (dummy,),
         path,
         ["pixel_values"],
@@ -53,24 +57,20 @@ def export_vision(clip: nn.Module, image_size: int, path: Path, opset: int = OPS
     )
 
 
-def export_text(clip: nn.Module, bos_id: int, eos_id: int, path: Path, opset: int = OPSET) -> None:
-    # Two rows of different lengths so padding and eos pooling are exercised while tracing; the
-    # sequence axis is dynamic, so L here (7) says nothing about the L the graph accepts.
-    ids = torch.tensor(
-        [[bos_id, 5, 6, 7, 8, 9, eos_id], [bos_id, 5, 6, eos_id, eos_id, eos_id, eos_id]]
-    )
-    mask = torch.tensor([[1] * 7, [1, 1, 1, 1, 0, 0, 0]])
+def export_text(
+    model: nn.Module, feed: dict[str, np.ndarray], path: Path, opset: int = OPSET
+) -> None:
+    """`feed`: the tokenizer's output for two texts of different lengths (padding and pooling
+    are exercised while tracing; the sequence axis stays dynamic)."""
+    names = list(feed)
+    axes = {name: {0: "batch", 1: "sequence"} for name in names}
     _export(
-        TextTower(clip),
-        (ids, mask),
+        TextTower(model, names),
+        tuple(torch.from_numpy(np.asarray(feed[n], dtype=np.int64)) for n in names),
         path,
-        ["input_ids", "attention_mask"],
+        names,
         "text_embeds",
-        {
-            "input_ids": {0: "batch", 1: "sequence"},
-            "attention_mask": {0: "batch", 1: "sequence"},
-            "text_embeds": {0: "batch"},
-        },
+        {**axes, "text_embeds": {0: "batch"}},
         opset,
     )
 

@@ -8,6 +8,7 @@ from importlib import metadata
 from pathlib import Path
 
 from clipsearch_onnx.manifest import MANIFEST, sha256_file
+from export import families
 
 FORMAT = 1
 PRECISIONS = {
@@ -47,23 +48,26 @@ def build(
     model_dir: Path,
     *,
     opset: int,
-    tokenizer_ids: dict[str, int],
-    lowercase: bool,
+    tokenizer_entry: dict,
     quantization: dict,
     fidelity: dict,
     default_precision: str = "int8",
 ) -> dict:
-    proc = ckpt.image_processor
+    pre = ckpt.preprocess
     return {
         "format": FORMAT,
+        "family": ckpt.family,
         "source": {"model": ckpt.source, "revision": ckpt.revision},
         "embedding_dim": ckpt.embedding_dim,
         "image_size": ckpt.image_size,
-        "resize_shortest_edge": ckpt.resize_shortest_edge,
-        "image_mean": [float(v) for v in proc.image_mean],
-        "image_std": [float(v) for v in proc.image_std],
+        "resize_shortest_edge": pre["resize_shortest_edge"],
+        "image_mean": pre["image_mean"],
+        "image_std": pre["image_std"],
+        "preprocess": {k: pre[k] for k in ("resize", "resample", "center_crop")},
         "context_length": ckpt.context_length,
-        "tokenizer": {"file": "tokenizer.json", **tokenizer_ids, "lowercase": lowercase},
+        "tokenizer": tokenizer_entry,
+        "text_inputs": ckpt.text_inputs,
+        "scores": families.scores_entry(ckpt.family, ckpt.model),
         "opset": opset,
         "files": file_entries(model_dir),
         "precisions": PRECISIONS,

@@ -30,29 +30,20 @@ class Thresholds:
 @dataclass
 class Inputs:
     pixel_values: np.ndarray  # float32 [N,3,S,S]
-    texts: list[dict[str, np.ndarray]]  # feeds of input_ids + attention_mask, distinct L each
+    texts: list[dict[str, np.ndarray]]  # the tokenizer's feeds, distinct L each for CLIP
+
+
+def text_feeds(ckpt, texts: list[str]) -> dict[str, np.ndarray]:
+    """What the checkpoint's own tokenizer returns for `texts`, as the runtime calls it."""
+    enc = ckpt.tokenizer(texts, **ckpt.tokenizer_call, return_tensors="np")
+    return {name: np.asarray(enc[name], dtype=np.int64) for name in ckpt.text_inputs}
 
 
 def sample_inputs(ckpt, images: int = 16, seed: int = 0) -> Inputs:
     pixels = ckpt.image_processor(samples.images(images, seed), return_tensors="np")["pixel_values"]
     caps = samples.captions()
-    batches = [caps, caps[:5], ["a cat"]]  # padded to 77 (the long one), to ~15, to 4 tokens
-    texts = []
-    for batch in batches:
-        enc = ckpt.tokenizer(
-            batch,
-            padding="longest",
-            truncation=True,
-            max_length=ckpt.context_length,
-            return_tensors="np",
-        )
-        texts.append(
-            {
-                "input_ids": enc["input_ids"].astype(np.int64),
-                "attention_mask": enc["attention_mask"].astype(np.int64),
-            }
-        )
-    return Inputs(pixels.astype(np.float32), texts)
+    batches = [caps, caps[:5], ["a cat"]]  # CLIP: padded to 77 (the long one), ~15, 4 tokens
+    return Inputs(pixels.astype(np.float32), [text_feeds(ckpt, b) for b in batches])
 
 
 def reference(ckpt, inputs: Inputs) -> tuple[np.ndarray, list[np.ndarray]]:
@@ -60,13 +51,35 @@ def reference(ckpt, inputs: Inputs) -> tuple[np.ndarray, list[np.ndarray]]:
     with torch.no_grad():
         image = ckpt.model.get_image_features(pixel_values=torch.from_numpy(inputs.pixel_values))
         texts = [
-            ckpt.model.get_text_features(
-                input_ids=torch.from_numpy(f["input_ids"]),
-                attention_mask=torch.from_numpy(f["attention_mask"]),
-            ).numpy()
+            ckpt.model.get_text_features(**{k: torch.from_numpy(v) for k, v in f.items()}).numpy()
             for f in inputs.texts
         ]
     return image.numpy(), texts
+
+
+def check_preprocessing(ckpt, entry: dict, limit: float = 1e-4) -> float:
+    """The runtime's pixels (clipsearch_onnx.preprocess, from the manifest's entry) against the
+    checkpoint's image processor, on the sample images; raises FidelityError beyond `limit`."""
+    from clipsearch_onnx.preprocess import Preprocessor
+
+    pictures = samples.images(8, seed=2) + samples.images(4, seed=3, size=(97, 411))
+    want = ckpt.image_processor(pictures, return_tensors="np")["pixel_values"]
+    ours = Preprocessor(
+        ckpt.image_size,
+        entry["resize_shortest_edge"],
+        entry["image_mean"],
+        entry["image_std"],
+        resize=entry["resize"],
+        resample=entry["resample"],
+        center_crop=entry["center_crop"],
+    )(pictures)
+    worst = float(np.abs(ours - want).max()) if ours.shape == want.shape else float("inf")
+    if not worst <= limit:
+        raise FidelityError(
+            f"the runtime's preprocessing differs from the checkpoint's image processor "
+            f"(max |difference| {worst:.3g}, shapes {ours.shape} vs {want.shape})"
+        )
+    return worst
 
 
 def session(path: Path, threads: int = 0):
@@ -107,7 +120,8 @@ def check(model_dir: Path, ckpt, files: dict[str, dict[str, str]], thresholds: T
     inputs = sample_inputs(ckpt)
     ref = reference(ckpt, inputs)
     result: dict = {
-        "reference": "PyTorch fp32 CLIPModel.get_image_features / get_text_features",
+        "reference": f"PyTorch fp32 {type(ckpt.model).__name__}.get_image_features / "
+        "get_text_features",
         "metric": "cosine similarity per row, min and mean over the samples",
         "samples": {
             "images": int(inputs.pixel_values.shape[0]),

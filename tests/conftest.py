@@ -13,6 +13,7 @@ pytest_plugins = [
     "tests.fixtures_index",
     "tests.fixtures_collection",
     "tests.fixtures_web",
+    "tests.fixtures_models",
 ]
 
 

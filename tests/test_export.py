@@ -24,7 +24,8 @@ REPO = Path(__file__).resolve().parents[1]
 MANIFEST_KEYS = {
     "format", "source", "embedding_dim", "image_size", "resize_shortest_edge", "image_mean",
     "image_std", "context_length", "tokenizer", "opset", "files", "precisions",
-    "default_precision", "quantization", "fidelity", "tools", "created",
+    "default_precision", "quantization", "fidelity", "tools", "created", "family", "preprocess",
+    "text_inputs", "scores",
 }  # fmt: skip
 MODEL_FILES = {
     "vision.onnx", "text.onnx", "vision.int8.onnx", "text.int8.onnx", "tokenizer.json",
@@ -135,10 +136,11 @@ def test_legacy_eos_config_keeps_argmax_pooling(tmp_path):
     torch.manual_seed(0)
     model = CLIPModel(cfg).eval()
     model.set_attn_implementation("eager")
-    export_text(model, 1, 2, tmp_path / "text.onnx")
+    trace = np.array([[1, 5, 6, 7, 2], [1, 5, 2, 0, 0]], dtype=np.int64)
+    export_text(model, {"input_ids": trace, "attention_mask": (trace > 0) * 1}, tmp_path / "t.onnx")
     ids = np.array([[1, 7, 49, 3, 2], [1, 2, 30, 2, 2]], dtype=np.int64)  # max id != first "eos"
     mask = np.ones_like(ids)
-    (got,) = _session(tmp_path / "text.onnx").run(None, {"input_ids": ids, "attention_mask": mask})
+    (got,) = _session(tmp_path / "t.onnx").run(None, {"input_ids": ids, "attention_mask": mask})
     with torch.no_grad():
         want = model.get_text_features(input_ids=torch.from_numpy(ids)).numpy()
     assert _cosines(got, want).min() >= 0.9999
@@ -183,12 +185,13 @@ def test_tokenizer_json_is_built_when_only_bpe_files_exist(export_checkpoint, tm
     shutil.copytree(export_checkpoint, src, ignore=shutil.ignore_patterns("tokenizer.json"))
     out = tmp_path / "out"
     out.mkdir()
-    ids, lowercase = tokenizer.write(checkpoint.load(str(src)), out)
+    entry = tokenizer.write(checkpoint.load(str(src)), out)
     shipped = Tokenizer.from_file(str(export_checkpoint / "tokenizer.json"))
     built = Tokenizer.from_file(str(out / "tokenizer.json"))
     text = "A Dog catching a frisbee, in mid-air!"
     assert built.encode(text).ids == shipped.encode(text).ids
-    assert lowercase and ids["eos_token_id"] == built.encode(text).ids[-1]
+    assert entry["kind"] == "clip" and entry["lowercase"]
+    assert entry["eos_token_id"] == built.encode(text).ids[-1]
 
 
 def test_hub_id_offline_fails_with_one_clear_line(tmp_path):
