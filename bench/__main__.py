@@ -1,4 +1,4 @@
-"""`python -m bench [--quick] [--skip-1m] [--only web]`: measure, print, and write BENCHMARKS.md."""
+"""`python -m bench [--quick] [--skip-1m] [--only web|models]`: measure, print, and write BENCHMARKS.md."""
 
 from __future__ import annotations
 
@@ -28,9 +28,10 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument(
         "--only",
-        choices=("web",),
-        help="measure only that part (web: `clipsearch serve` and one-shot search through it); "
-        "print it and keep its figures in CACHE/ONLY.json, leaving --out alone",
+        choices=("web", "models"),
+        help="measure only that part (web: `clipsearch serve` and one-shot search through it; "
+        "models: image throughput of each recommended model architecture); print it and keep "
+        "its figures in CACHE/ONLY.json, leaving --out alone",
     )
     p.add_argument(
         "--conditions", default="", metavar="TEXT", help="a note on how the machine was shared"
@@ -56,6 +57,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.only == "web":
         return only_web(args)
+    if args.only == "models":
+        return only_models(args)
     started = time.perf_counter()
     load_start = machine.load_average()
     quick = args.quick
@@ -140,6 +143,18 @@ def only_web(args: argparse.Namespace) -> int:
         ["target", "goal", "measured", "met"], web.target_rows(figures)
     )
     sys.stdout.write("\n".join(text) + "\n")
+    return 0
+
+
+def only_models(args: argparse.Namespace) -> int:
+    from bench import architectures
+
+    load_start = machine.load_average()
+    rows = architectures.measure(args.cache.absolute() / "architectures", args.rounds or 3)
+    conditions = f"Load average {load_start} -> {machine.load_average()}. {args.conditions}"
+    args.cache.mkdir(parents=True, exist_ok=True)
+    (args.cache / "models.json").write_text(json.dumps(rows, indent=1))
+    sys.stdout.write(architectures.render(rows, conditions))
     return 0
 
 
