@@ -34,37 +34,20 @@ class Arch:
     projection: int = 512
 
 
+L14_VISION = {
+    "hidden_size": 1024,
+    "intermediate_size": 4096,
+    "num_hidden_layers": 24,
+    "num_attention_heads": 16,
+    "patch_size": 14,
+}
+L14_TEXT = {"hidden_size": 768, "intermediate_size": 3072, "num_attention_heads": 12}
 # Shapes of the hub checkpoints (config.json of each; transformers' defaults fill the rest).
 ARCHS = [
     Arch("CLIP ViT-B/32 224", "clip", {}),
     Arch("CLIP ViT-B/16 224", "clip", {"patch_size": 16}),
-    Arch(
-        "CLIP ViT-L/14 224",
-        "clip",
-        {
-            "hidden_size": 1024,
-            "intermediate_size": 4096,
-            "num_hidden_layers": 24,
-            "num_attention_heads": 16,
-            "patch_size": 14,
-        },
-        {"hidden_size": 768, "intermediate_size": 3072, "num_attention_heads": 12},
-        projection=768,
-    ),  # fmt: skip
-    Arch(
-        "CLIP ViT-L/14 336",
-        "clip",
-        {
-            "hidden_size": 1024,
-            "intermediate_size": 4096,
-            "num_hidden_layers": 24,
-            "num_attention_heads": 16,
-            "patch_size": 14,
-            "image_size": 336,
-        },
-        {"hidden_size": 768, "intermediate_size": 3072, "num_attention_heads": 12},
-        projection=768,
-    ),  # fmt: skip
+    Arch("CLIP ViT-L/14 224", "clip", L14_VISION, L14_TEXT, projection=768),
+    Arch("CLIP ViT-L/14 336", "clip", {**L14_VISION, "image_size": 336}, L14_TEXT, 768),
     Arch("SigLIP 2 B/32 256", "siglip", {"patch_size": 32, "image_size": 256}),
     Arch("SigLIP 2 B/16 224", "siglip", {"patch_size": 16, "image_size": 224}),
 ]

@@ -19,9 +19,9 @@ Either returns the text tower's feeds: exactly the inputs the checkpoint's own t
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -29,6 +29,7 @@ from clipsearch_onnx.errors import ModelError
 from clipsearch_onnx.manifest import Manifest
 
 TEXT_INPUTS = ("input_ids", "attention_mask")
+T = TypeVar("T")
 
 
 def load_backend(path: Path | str) -> Any:
@@ -45,6 +46,17 @@ def _feeds(
 ) -> dict[str, np.ndarray]:
     arrays = {"input_ids": input_ids, "attention_mask": attention_mask}
     return {name: arrays[name] for name in inputs}
+
+
+def _from_entry(manifest: Manifest, build: Callable[[dict[str, Any]], T]) -> T:
+    """`build(tokenizer entry)`, with a damaged entry reported as a ModelError."""
+    try:
+        return build(manifest.tokenizer)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ModelError(
+            f"manifest.json in {manifest.model_dir} has an incomplete tokenizer entry "
+            f"({exc!r}); re-run the export"
+        ) from exc
 
 
 class ClipTokenizer:
@@ -73,20 +85,16 @@ class ClipTokenizer:
 
     @classmethod
     def from_model(cls, manifest: Manifest) -> ClipTokenizer:
-        spec = manifest.tokenizer
-        try:
-            return cls.from_file(
+        return _from_entry(
+            manifest,
+            lambda spec: cls.from_file(
                 manifest.verified(spec.get("file", "tokenizer.json")),
                 bos_id=int(spec["bos_token_id"]),
                 eos_id=int(spec["eos_token_id"]),
                 pad_id=int(spec["pad_token_id"]),
                 context_length=manifest.context_length,
-            )
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ModelError(
-                f"manifest.json in {manifest.model_dir} has an incomplete tokenizer entry "
-                f"({exc!r}); re-run the export"
-            ) from exc
+            ),
+        )
 
     def tokens(self, texts: list[str]) -> list[list[int]]:
         """Token ids of each text, without special tokens or truncation."""
@@ -145,9 +153,9 @@ class FastTokenizer:
 
     @classmethod
     def from_model(cls, manifest: Manifest) -> FastTokenizer:
-        spec = manifest.tokenizer
-        try:
-            return cls(
+        return _from_entry(
+            manifest,
+            lambda spec: cls(
                 load_backend(manifest.verified(spec.get("file", "tokenizer.json"))),
                 length=int(spec["length"]),
                 pad_id=int(spec["pad_token_id"]),
@@ -156,12 +164,8 @@ class FastTokenizer:
                 padding_side=str(spec.get("padding_side", "right")),
                 truncation_side=str(spec.get("truncation_side", "right")),
                 inputs=manifest.text_inputs,
-            )
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ModelError(
-                f"manifest.json in {manifest.model_dir} has an incomplete tokenizer entry "
-                f"({exc!r}); re-run the export"
-            ) from exc
+            ),
+        )
 
     def encode(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
         """(input_ids, attention_mask), int64 [B, L]."""
