@@ -19,7 +19,10 @@ output folder (manifest.json is written last, after verification):
   vision.onnx, text.onnx            fp32 towers: pixel_values -> image_embeds, the tokenizer's
                                     outputs (input_ids [+ attention_mask]) -> text_embeds
                                     (not normalised)
-  vision.int8.onnx, text.int8.onnx  int8 towers (onnxruntime.quantization)
+  vision.int8.onnx, text.int8.onnx  int8 towers (onnxruntime.quantization, 7-bit weights): the
+                                    image tower with static activation scales calibrated on
+                                    --calibration DIR (else generated samples), so an image's
+                                    vector does not depend on its batch; the text tower dynamic
   tokenizer.json, preprocessor_config.json, manifest.json
 
 verification: the runtime's tokenizer and preprocessing must reproduce the checkpoint's own
@@ -80,6 +83,14 @@ def parser() -> argparse.ArgumentParser:
         help="smallest acceptable per-row cosine, int8 graphs vs PyTorch (default: %(default)s)",
     )
     p.add_argument(
+        "--calibration",
+        type=Path,
+        metavar="DIR",
+        help="pictures to calibrate the int8 image tower's activation scales on (up to 64 "
+        "spread over the folder; photos like those you will index are best; default: the "
+        "export's generated sample images)",
+    )
+    p.add_argument(
         "--opset", type=int, default=OPSET, help="ONNX opset of the graphs (default: %(default)s)"
     )
     p.add_argument(
@@ -100,6 +111,7 @@ def main(argv: list[str] | None = None) -> int:
             args.model,
             args.out,
             revision=args.revision,
+            calibration_dir=args.calibration,
             thresholds=Thresholds(fp32=args.min_fp32_cosine, int8=args.min_int8_cosine),
             opset=args.opset,
             overwrite=args.overwrite,

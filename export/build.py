@@ -12,7 +12,16 @@ import os
 import shutil
 from pathlib import Path
 
-from export import checkpoint, convert, manifest, quantize, tokenizer, verify
+from export import (
+    batch_check,
+    calibration,
+    checkpoint,
+    convert,
+    manifest,
+    quantize,
+    tokenizer,
+    verify,
+)
 from export.errors import ExportError
 from export.progress import say, step
 
@@ -25,13 +34,17 @@ def export_model(
     out: Path,
     *,
     revision: str | None = None,
-    settings: quantize.QuantSettings = quantize.DEFAULT,
+    settings: dict[str, quantize.QuantSettings] = quantize.DEFAULTS,  # noqa: B006 - read only
+    calibration_dir: Path | None = None,
     thresholds: verify.Thresholds = verify.Thresholds(),  # noqa: B008 - frozen dataclass
     opset: int = convert.OPSET,
     overwrite: bool = False,
     keep_failed: bool = False,
 ) -> dict:
-    """Export `source` (hub id or folder) into the model folder `out`; return its manifest."""
+    """Export `source` (hub id or folder) into the model folder `out`; return its manifest.
+
+    `settings` holds the int8 settings per tower; static ones are calibrated on the pictures in
+    `calibration_dir`, else on generated samples (export/calibration.py)."""
     out = Path(out).expanduser().absolute()
     if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
         raise ExportError(f"{out} exists and is not empty; pass --overwrite to replace it")
@@ -41,7 +54,7 @@ def export_model(
     work.mkdir()
     ok = False
     try:
-        result = _export_into(work, source, revision, settings, thresholds, opset)
+        result = _export_into(work, source, revision, settings, calibration_dir, thresholds, opset)
         _replace(work, out)
         ok = True
         return result
@@ -53,7 +66,7 @@ def export_model(
                 shutil.rmtree(work, ignore_errors=True)
 
 
-def _export_into(work, source, revision, settings, thresholds, opset) -> dict:
+def _export_into(work, source, revision, settings, calibration_dir, thresholds, opset) -> dict:
     with step(f"loading {source}"):
         ckpt = checkpoint.load(source, revision)
     cfg = ckpt.model.config
@@ -72,16 +85,17 @@ def _export_into(work, source, revision, settings, thresholds, opset) -> dict:
     with step(f"text tower -> ONNX (opset {opset})"):
         feed = verify.text_feeds(ckpt, ["a dog running on the beach", "a cat"])
         convert.export_text(ckpt.model, feed, work / fp32["text"], opset)
-    calibration = _calibration(ckpt) if settings.mode == "static" else {}
+    static = any(settings[t].mode == "static" for t in settings)
+    calib = calibration.load(ckpt, calibration_dir) if static else None
     for tower, sub in (("vision", cfg.vision_config), ("text", cfg.text_config)):
-        with step(f"{tower} tower -> int8 ({settings.label()})"):
+        with step(f"{tower} tower -> int8 ({settings[tower].label()})"):
             quantize.quantize(
                 work / fp32[tower],
                 work / int8[tower],
-                settings,
+                settings[tower],
                 num_heads=sub.num_attention_heads,
                 hidden_size=sub.hidden_size,
-                calibration=calibration.get(tower),
+                calibration=_calibration_feeds(tower, settings[tower], calib),
             )
     for tower in ("vision", "text"):
         small, big = (work / int8[tower]).stat().st_size, (work / fp32[tower]).stat().st_size
@@ -94,32 +108,44 @@ def _export_into(work, source, revision, settings, thresholds, opset) -> dict:
             f"{tower} cosine vs PyTorch: fp32 min {f['min']:.6f}, "
             f"int8 min {q['min']:.4f} mean {q['mean']:.4f}"
         )
+    pixels = verify.sample_inputs(ckpt, images=8, seed=2).pixel_values
+    fidelity["vision"]["int8"]["batch_min_cosine"] = batch_check.alone_vs_batched(
+        work / int8["vision"], pixels
+    )
+    say(
+        "vision int8: cosine of an image's vector alone vs in a batch of "
+        f"{batch_check.GROUP}: min {fidelity['vision']['int8']['batch_min_cosine']:.6f}"
+    )
     data = manifest.build(
         ckpt,
         work,
         opset=opset,
         tokenizer_entry=tokenizer_entry,
-        quantization=_quantization_entry(settings),
+        quantization=_quantization_entry(settings, calib),
         fidelity=fidelity,
     )
     manifest.write(work, data)
     return data
 
 
-def _calibration(ckpt) -> dict[str, list[dict]]:
-    inputs = verify.sample_inputs(ckpt, images=32, seed=1)  # not the images verified on
-    images = [{"pixel_values": inputs.pixel_values[i : i + 8]} for i in range(0, 32, 8)]
-    return {"vision": images, "text": inputs.texts}
+def _calibration_feeds(tower, settings, calib) -> list[dict] | None:
+    if settings.mode != "static":
+        return None
+    if tower != "vision" or calib is None:
+        raise ExportError(f"static int8 is calibrated for the vision tower only, not {tower}")
+    return calib.feeds
 
 
-def _quantization_entry(settings: quantize.QuantSettings) -> dict:
+def _quantization_entry(settings: dict[str, quantize.QuantSettings], calib) -> dict:
+    defaults = settings == quantize.DEFAULTS
     entry: dict = {
         "tool": "onnxruntime.quantization",
-        "settings": settings.to_dict(),
-        "label": settings.label(),
-        "is_default": settings == quantize.DEFAULT,
-        "reason": quantize.WHY_DEFAULT
-        if settings == quantize.DEFAULT
+        "label": "; ".join(f"{t}: {s.label()}" for t, s in settings.items()),
+        "towers": {t: s.to_dict() for t, s in settings.items()},
+        "calibration": calib.source if calib else None,
+        "is_default": defaults,
+        "reason": f"{quantize.WHY_VISION} {quantize.WHY_DEFAULT}"
+        if defaults
         else "non-default settings passed to export_model",
     }
     try:

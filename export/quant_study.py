@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from export import convert, samples
-from export.quantize import DEFAULT, QuantSettings
+from export.quantize import DEFAULT, DEFAULTS, VISION_DEFAULT, QuantSettings
 from export.verify import row_cosines, session
 
 SAVE_TO = Path(__file__).with_name("quant_study.json")
@@ -48,7 +48,7 @@ VARIANTS: list[QuantSettings] = [
     DEFAULT.but(preprocess="pre_process"),
     DEFAULT.but(preprocess="ort_fusion", op_types=(*DEFAULT.op_types, "Attention")),
     DEFAULT.but(op_types=(*DEFAULT.op_types, "Conv")),
-    DEFAULT.but(mode="static"),
+    VISION_DEFAULT,
     DEFAULT.but(mode="static", per_channel=False),
     DEFAULT.but(mode="static", activation_type="QInt8"),
 ]
@@ -220,7 +220,7 @@ def study(iterations: int, threads: int, workdir: Path, variants: list[QuantSett
         settings = getattr(cand, "settings", None)
         if settings is not None:
             row["settings"] = settings.to_dict()
-            row["default"] = settings == DEFAULT
+            row["default"] = settings in DEFAULTS.values()
         rows.append(row)
     for i, why in failed.items():
         rows.append(
@@ -268,7 +268,9 @@ def table(result: dict) -> str:
             mb = "-" if r["mb"] is None else f"{r['mb']:.1f}"
             cells.append(f"{r['per_s']:6.1f} {mb:>6} {r['cos_min']:8.5f} {r['cos_mean']:8.5f}")
         lines.append(f"{name:58} " + " ".join(cells))
-    lines.append("* = default (export.quantize.DEFAULT); fidelity on random weights is indicative")
+    lines.append(
+        "* = a tower's default (export.quantize.DEFAULTS); fidelity on random weights is indicative"
+    )
     return "\n".join(lines)
 
 

@@ -68,7 +68,10 @@ def test_model_folder_has_every_file_with_matching_checksums(exported_model):
     m = Manifest.load(exported_model)  # the runtime accepts it
     assert (m.embedding_dim, m.image_size, m.context_length) == (EXPORT_DIM, EXPORT_IMAGE_SIZE, 77)
     assert m.tower_path("text", "int8").name == "text.int8.onnx"
-    assert data["quantization"]["settings"]["mode"] in ("dynamic", "static")
+    towers = data["quantization"]["towers"]
+    assert (towers["vision"]["mode"], towers["text"]["mode"]) == ("static", "dynamic")
+    # static activation scales: an image's vector is the same alone and in a batch
+    assert data["fidelity"]["vision"]["int8"]["batch_min_cosine"] >= 0.99999
     for tower in ("vision", "text"):
         assert data["fidelity"][tower]["fp32"]["min"] >= 0.9999
     # nothing half-written is left beside the folder
