@@ -63,6 +63,7 @@ class Encoder:
         text_threads: int | None = None,
         spinning: bool = False,
         backend: str | None = None,
+        quick_start: bool = False,
     ):
         precision = precision or manifest.default_precision
         if precision not in manifest.precisions:
@@ -81,6 +82,8 @@ class Encoder:
         self.spinning = spinning
         # "auto" (None) lets `backends.choose` pick per tower; a name forces that runtime.
         self.backend = backends.check_name(backend or backends.AUTO)
+        # A one-shot query: load the text tower fast rather than run it fast (backends.load).
+        self.quick_start = quick_start
         self.dim = manifest.embedding_dim
         self._sessions: dict[str, backends.Tower] = {}
         self._backends: dict[str, str] = {}
@@ -94,7 +97,11 @@ class Encoder:
             name = self.backend_of(tower)
             threads = self.text_threads if tower == "text" else self.threads
             self._sessions[tower] = backends.load(
-                name, path, threads=threads, spinning=self.spinning
+                name,
+                path,
+                threads=threads,
+                spinning=self.spinning,
+                quick_start=self.quick_start and tower == "text",
             )
         return self._sessions[tower]
 

@@ -119,7 +119,11 @@ class Manifest:
                 f"model {self.model_dir} has no {precision} variant "
                 f"(it has: {', '.join(sorted(self.precisions))})"
             )
-        return self.verified(self.precisions[precision][tower])
+        name = self.precisions[precision][tower]
+        for companion in self.files:  # its weights (NAME.data), listed under their own name
+            if companion.startswith(name + "."):
+                self.verified(companion)
+        return self.verified(name)
 
     def verified(self, name: str) -> Path:
         """Path of file `name` after checking it against the manifest's sha256."""

@@ -252,9 +252,12 @@ def read_info(index_dir: Path, *, verify_full: bool = False) -> IndexInfo:
         catalog.close()
 
 
-def open_searcher(settings: Settings, *, reuse: Encoder | None = None) -> Searcher:
+def open_searcher(
+    settings: Settings, *, reuse: Encoder | None = None, quick_start: bool = False
+) -> Searcher:
     """The index of `settings` with the encoder of its model; `reuse` is taken instead of a new
-    encoder when it is that model at that precision (a server reopening a republished index)."""
+    encoder when it is that model at that precision (a server reopening a republished index).
+    `quick_start`: for a process that answers one query and exits (see `backends.load`)."""
     index_dir = settings.resolved_index_dir()
     vectors = VectorIndex.open(index_dir)
     catalog = Catalog.open(index_dir, readonly=True)
@@ -271,5 +274,7 @@ def open_searcher(settings: Settings, *, reuse: Encoder | None = None) -> Search
         encoder = reuse
     else:
         # Queries are embedded one at a time: one text-tower thread unless --threads says so.
-        encoder = model.encoder(settings.threads, text_threads=settings.threads or 1)
+        encoder = model.encoder(
+            settings.threads, text_threads=settings.threads or 1, quick_start=quick_start
+        )
     return Searcher(index_dir, vectors, catalog, encoder)

@@ -17,6 +17,7 @@ from export import (
     calibration,
     checkpoint,
     convert,
+    layout,
     manifest,
     quantize,
     tokenizer,
@@ -100,6 +101,10 @@ def _export_into(work, source, revision, settings, calibration_dir, thresholds, 
     for tower in ("vision", "text"):
         small, big = (work / int8[tower]).stat().st_size, (work / fp32[tower]).stat().st_size
         say(f"{tower}: fp32 {big / 1e6:.1f} MB, int8 {small / 1e6:.1f} MB")
+    with step("laying the graphs out for fast loading (page-aligned weight files)"):
+        for towers in manifest.PRECISIONS.values():
+            for tower, name in towers.items():
+                layout.lay_out(work / name, optimise=tower == "text")
     with step("verifying against PyTorch"):
         fidelity = verify.check(work, ckpt, manifest.PRECISIONS, thresholds)
     for tower in ("vision", "text"):

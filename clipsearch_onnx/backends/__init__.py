@@ -64,12 +64,18 @@ def choose(requested: str, tower: str, path: Path) -> str:
     return ONNXRUNTIME if requested == AUTO else requested
 
 
-def load(backend: str, path: Path, *, threads: int, spinning: bool = False) -> Tower:
-    """Load the tower graph at `path` with `backend` ('onnxruntime' or 'openvino')."""
+def load(
+    backend: str, path: Path, *, threads: int, spinning: bool = False, quick_start: bool = False
+) -> Tower:
+    """Load the tower graph at `path` with `backend` ('onnxruntime' or 'openvino').
+
+    `quick_start`: the tower will run a few small inputs (a one-shot text query), so loading it
+    fast matters more than running it fast (ONNX Runtime skips load-time graph optimisation and
+    weight pre-packing; the export pre-optimised the graphs where that is safe)."""
     if backend == ONNXRUNTIME:
         from clipsearch_onnx.backends.ort import OrtTower
 
-        return OrtTower(path, threads=threads, spinning=spinning)
+        return OrtTower(path, threads=threads, spinning=spinning, quick_start=quick_start)
     if backend == OPENVINO:
         if not installed(OPENVINO):
             raise ModelError(

@@ -102,7 +102,8 @@ def run(args: argparse.Namespace) -> int:
             return ExitCode.OK
     from clipsearch_onnx.search import open_searcher
 
-    searcher = open_searcher(settings)
+    # one query: load the text tower fast; a query file: run it fast
+    searcher = open_searcher(settings, quick_start=queries is None)
     try:
         if queries is not None:
             return answer_queries(searcher, queries, args.k)
