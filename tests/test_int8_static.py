@@ -19,8 +19,9 @@ from tests.factories import make_images
 def test_int8_image_vector_does_not_depend_on_its_batch(exported_model, tmp_path):
     images = [Image.open(p).convert("RGB") for p in make_images(tmp_path, 4, seed=5)]
     encoder = Encoder(Manifest.load(exported_model), "int8", 1)
-    alone = np.concatenate([encoder.embed_images([img]) for img in images])
-    together = encoder.embed_images(images)
+    pixels = encoder.preprocess(images)
+    alone = np.concatenate([encoder.embed_pixels(pixels[i : i + 1]) for i in range(len(pixels))])
+    together = encoder.embed_pixels(pixels)
     # one of the four with three very different neighbours: dynamic scales would move it
     assert (alone * together).sum(axis=1).min() >= 0.99999
 
