@@ -1,300 +1,365 @@
-"""The vector index: FAISS files on disk, opened memory-mapped, described by `index.json`.
+"""The vector index: FAISS inverted lists on disk, opened memory-mapped, described by
+`index.json`; FAISS ids are catalog ids.
 
-Each publication writes a new generation (`vectors.<g>.faiss`, `ids.<g>.npy`), fsyncs it, records
-sizes and checksums in `index.json` and swaps that file in atomically, so a reader always sees one
-complete generation. The previous generation is kept until the next one, so a reader that has just
-read `index.json` can still open its files.
-
-Flat indexes are opened with IO_FLAG_MMAP_IFC (in faiss 1.15 plain IO_FLAG_MMAP still reads a flat
-index into RAM); IVF indexes with IO_FLAG_MMAP, which maps their inverted lists.
+Writing: `publish(index_dir, source)` (see `publishing`) takes the collection as a stream of parts,
+one per embedding shard, and never holds all vectors at once. Reading: `VectorIndex.open` maps the
+current generation read-only; `search` ranks every list centroid exactly, reads the `nprobe` best
+lists of every segment (prefetched in file order, so a cold page cache is read nearly
+sequentially instead of by random page faults), and can be restricted to a set of catalog ids
+inside the search (issue 14's filters), so a selective filter still returns k results.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
-import math
 import os
+import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Collection, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from clipsearch_onnx.errors import IndexCorrupt, IndexNotFound
-from clipsearch_onnx.shards import fsync_dir
+from clipsearch_onnx import generations, publishing
+from clipsearch_onnx.errors import IndexCorrupt
+from clipsearch_onnx.generations import INDEX_JSON, VECTORS, check_file, read_meta
+from clipsearch_onnx.layouts import Layout
+from clipsearch_onnx.publishing import (
+    DEFAULT_IVF_THRESHOLD,
+    Part,
+    PartSource,
+    Progress,
+    choose_type,
+)
+from clipsearch_onnx.segments import Segment
 
-INDEX_JSON = "index.json"
+__all__ = [
+    "DEFAULT_IVF_THRESHOLD",
+    "INDEX_JSON",
+    "INDEX_TYPES",
+    "Part",
+    "PartSource",
+    "Progress",
+    "VectorIndex",
+    "choose_type",
+    "publish",
+    "read_meta",
+]
+
 INDEX_TYPES = ("auto", "flat", "ivf-sq8", "ivf-pq")
-DEFAULT_IVF_THRESHOLD = 200_000
-FULL_CHECK_BYTES = 64 << 20  # files up to this size are fully checksummed at every open
-EDGE_BYTES = 1 << 20  # larger files: size plus checksums of the first and last MiB
 SERIAL_BELOW = 16  # searches of fewer queries run on one thread (see VectorIndex.search)
-
-
-def _digest(path: Path, start: int = 0, length: int | None = None) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        fh.seek(start)
-        left = length if length is not None else math.inf
-        while left > 0 and (block := fh.read(int(min(1 << 20, left)))):
-            h.update(block)
-            left -= len(block)
-    return h.hexdigest()
-
-
-def file_record(path: Path) -> dict[str, Any]:
-    size = path.stat().st_size
-    record: dict[str, Any] = {"bytes": size, "sha256": _digest(path)}
-    if size > FULL_CHECK_BYTES:
-        record["head_sha256"] = _digest(path, 0, EDGE_BYTES)
-        record["tail_sha256"] = _digest(path, size - EDGE_BYTES, EDGE_BYTES)
-    return record
-
-
-def check_file(path: Path, record: dict[str, Any], *, full: bool = False) -> None:
-    """Raises IndexCorrupt if `path` does not match its record in index.json."""
-    fix = "rebuild it with `clipsearch index PHOTOS --index DIR --rebuild`"
-    try:
-        size = path.stat().st_size
-    except FileNotFoundError:
-        raise
-    if size != record["bytes"]:
-        raise IndexCorrupt(
-            f"index file {path} has {size} bytes where {record['bytes']} were written "
-            f"(truncated or damaged); {fix}"
-        )
-    if full or size <= FULL_CHECK_BYTES:
-        ok = _digest(path) == record["sha256"]
-    else:
-        ok = (
-            _digest(path, 0, EDGE_BYTES) == record["head_sha256"]
-            and _digest(path, size - EDGE_BYTES, EDGE_BYTES) == record["tail_sha256"]
-        )
-    if not ok:
-        raise IndexCorrupt(f"index file {path} does not match its checksum (damaged); {fix}")
-
-
-def choose_type(kind: str, count: int, threshold: int) -> str:
-    if kind == "auto":
-        return "flat" if count < threshold else "ivf-sq8"
-    return kind
-
-
-def _nlist(count: int) -> int:
-    # ~4*sqrt(N) lists, and at least ~40 training points per list.
-    return max(1, min(int(4 * math.sqrt(count)), count // 40))
-
-
-def build_faiss(
-    vectors: np.ndarray,
-    kind: str,
-    progress: Callable[[int], None] | None = None,
-    seed: int = 1234,
-) -> Any:
-    import faiss
-
-    count, dim = vectors.shape
-    chunk = 65536
-    index: Any
-    if kind == "flat":
-        index = faiss.IndexFlatIP(dim)
-    elif kind in ("ivf-sq8", "ivf-pq"):
-        nlist = _nlist(count)
-        quantizer = faiss.IndexFlatIP(dim)
-        if kind == "ivf-sq8":
-            index = faiss.IndexIVFScalarQuantizer(
-                quantizer, dim, nlist, faiss.ScalarQuantizer.QT_8bit, faiss.METRIC_INNER_PRODUCT
-            )
-        else:
-            m = next(m for m in (64, 48, 32, 16, 8, 4, 2, 1) if dim % m == 0)
-            index = faiss.IndexIVFPQ(quantizer, dim, nlist, m, 8, faiss.METRIC_INNER_PRODUCT)
-        rng = np.random.default_rng(seed)
-        sample = min(count, max(nlist * 64, 50_000), 256 * nlist)
-        rows = np.sort(rng.choice(count, size=sample, replace=False))
-        index.cp.seed = seed
-        index.train(np.ascontiguousarray(vectors[rows], dtype=np.float32))
-        # An eighth of the lists. Queries far from every cluster (a text query among image
-        # embeddings) have their neighbours spread over many lists: at 1M vectors, 4000 lists,
-        # recall@10 of such queries reaches 0.95-1.0 on clustered data from nprobe ~500 on
-        # (after the searcher's exact re-scoring), where 125 gave 0.88-0.96 (BENCHMARKS.md).
-        index.nprobe = max(1, min(nlist, max(8, nlist // 8)))
-    else:
-        raise ValueError(f"unknown index type {kind!r} (choose from {', '.join(INDEX_TYPES)})")
-    for start in range(0, count, chunk):
-        index.add(np.ascontiguousarray(vectors[start : start + chunk], dtype=np.float32))
-        if progress:
-            progress(min(chunk, count - start))
-    return index
-
-
-def read_meta(index_dir: Path) -> dict[str, Any]:
-    path = Path(index_dir) / INDEX_JSON
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise IndexNotFound(
-            f"no index at {index_dir}; build one with `clipsearch index PHOTOS --index {index_dir}`"
-        ) from None
-    except (OSError, ValueError) as exc:
-        raise IndexCorrupt(
-            f"{path} is damaged ({exc}); rebuild with `clipsearch index PHOTOS --index "
-            f"{index_dir} --rebuild`"
-        ) from exc
-
-
-def _write_json_atomic(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        json.dump(data, fh, indent=2)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-    fsync_dir(path.parent)
+BATCH_IDS_BELOW = 1 << 16  # smaller id sets are hashed (IDSelectorBatch), larger ones a bitmap
+RESTRICT_BELOW = 64  # allowed ids per list below which a filter also narrows the lists probed
+FADV_WILLNEED = getattr(os, "POSIX_FADV_WILLNEED", None)
 
 
 def publish(
     index_dir: Path,
-    vectors: np.ndarray,
-    ids: np.ndarray,
+    source: PartSource | np.ndarray,
+    ids: np.ndarray | None = None,
     *,
-    kind: str,
-    info: dict[str, Any],
-    progress: Callable[[int], None] | None = None,
-    before_switch: Callable[[int], None] | None = None,
+    progress: Progress | Callable[[int], None] | None = None,
+    **options: Any,
 ) -> dict[str, Any]:
-    """Writes a new generation from `vectors` (rows in the order of `ids`) and makes it current.
+    """Publishes `source` as the current generation (see `publishing.publish` for `options`).
 
-    `info` (model, precision, ...) is stored in index.json beside the files' records;
-    `before_switch(generation)` runs once the files are safely written, just before the switch.
-    """
+    Also takes the whole collection as one array of vectors plus their ids, for today's caller
+    (`collection.publish_catalog`) until the writer streams parts: that array is one part whose
+    key is its ids, so an unchanged collection is reused and any change re-encodes it all
+    (without re-training)."""
+    if isinstance(source, np.ndarray):
+        assert ids is not None
+        source = _ArraySource(source, np.asarray(ids, dtype=np.int64))
+    if progress is not None and not isinstance(progress, Progress):
+        advance, stage = progress, [""]
+        progress = Progress(
+            start=lambda name, total: stage.__setitem__(0, name),
+            advance=lambda n: advance(n) if stage[0] == "encoding" else None,
+        )
+    return publishing.publish(index_dir, source, progress=progress, **options)
+
+
+class _ArraySource:
+    def __init__(self, vectors: np.ndarray, ids: np.ndarray):
+        self.vectors, self.ids = vectors, ids
+        self.dim = int(vectors.shape[1]) if vectors.ndim == 2 else 0
+        self.key = "all-" + hashlib.sha1(ids.tobytes()).hexdigest()[:16]
+
+    def counts(self) -> list[tuple[str, int]]:
+        return [(self.key, len(self.ids))] if len(self.ids) else []
+
+    def parts(self, keys: Collection[str] | None = None) -> Iterator[Part]:
+        if len(self.ids) and (keys is None or self.key in keys):
+            yield Part(self.key, self.ids, self.vectors)
+
+
+def _selector(ids: np.ndarray) -> tuple[Any, list[Any]]:
+    """A faiss IDSelector for sorted, unique int64 `ids`, and the objects it must outlive."""
     import faiss
 
-    index_dir = Path(index_dir)
-    try:
-        previous = read_meta(index_dir)
-        generation = int(previous["generation"]) + 1
-    except (IndexNotFound, IndexCorrupt, KeyError, ValueError):
-        previous, generation = None, 1
-    faiss_name, ids_name = f"vectors.{generation}.faiss", f"ids.{generation}.npy"
-    index = build_faiss(vectors, kind, progress)
-    faiss_tmp = index_dir / f".{faiss_name}.tmp"
-    faiss.write_index(index, str(faiss_tmp))
-    with open(faiss_tmp, "rb+") as fh:
-        os.fsync(fh.fileno())
-    os.replace(faiss_tmp, index_dir / faiss_name)
-    ids_tmp = index_dir / f".{ids_name}.tmp"
-    with open(ids_tmp, "wb") as fh:
-        np.save(fh, np.asarray(ids, dtype=np.int64), allow_pickle=False)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(ids_tmp, index_dir / ids_name)
-    meta = {
-        "format": 1,
-        "generation": generation,
-        "count": int(len(ids)),
-        "dim": int(vectors.shape[1]) if vectors.ndim == 2 else 0,
-        "type": kind,
-        "nprobe": int(getattr(index, "nprobe", 0)),
-        "files": {
-            "vectors": {"name": faiss_name, **file_record(index_dir / faiss_name)},
-            "ids": {"name": ids_name, **file_record(index_dir / ids_name)},
-        },
-        "updated": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        **info,
-    }
-    if before_switch:
-        before_switch(generation)
-    _write_json_atomic(index_dir / INDEX_JSON, meta)
-    # Keep the generation just replaced (a reader may be opening it); remove older ones.
-    keep = {faiss_name, ids_name}
-    if previous:
-        keep |= {f["name"] for f in previous.get("files", {}).values()}
-    for path in index_dir.glob("*.*.faiss"):
-        if path.name not in keep:
-            path.unlink(missing_ok=True)
-    for path in index_dir.glob("ids.*.npy"):
-        if path.name not in keep:
-            path.unlink(missing_ok=True)
-    return meta
-
-
-def _no_list_prefetch(index: Any) -> None:
-    """Memory-mapped inverted lists come as OnDiskInvertedLists, which start 32 threads per
-    search to touch the probed lists' pages ahead of the scan. On pages already in the page cache
-    that only competes with the scan: 1M vectors, nprobe 500, one query 12.7 -> 8.4 ms."""
-    import faiss
-
-    lists = faiss.extract_index_ivf(index).invlists
-    if lists is not None:
-        lists = faiss.downcast_InvertedLists(lists)
-        if hasattr(lists, "prefetch_nthread"):
-            lists.prefetch_nthread = 0
+    if len(ids) < BATCH_IDS_BELOW or ids[0] < 0:
+        keep = np.ascontiguousarray(ids, dtype=np.int64)
+        return faiss.IDSelectorBatch(len(keep), faiss.swig_ptr(keep)), [keep]
+    bits = np.zeros(int(ids[-1]) + 1, dtype=bool)
+    bits[ids] = True
+    bitmap = np.packbits(bits, bitorder="little")
+    return faiss.IDSelectorBitmap(len(bits), faiss.swig_ptr(bitmap)), [bitmap]
 
 
 @dataclass
-class VectorIndex:
-    """An opened generation: FAISS index (memory-mapped) plus the catalog id of each vector."""
+class _Open:
+    """One segment, opened for searching."""
 
-    meta: dict[str, Any]
-    faiss_index: Any
-    ids: np.ndarray
+    segment: Segment
+    invlists: Any
+    entries: np.ndarray
+    dead: Any  # IDSelectorNot of the dead ids, or None
+    fd: int | None
+    keep: list[Any] = field(default_factory=list)
+
+    def prefetch(self, lists: np.ndarray) -> None:
+        """Asks the kernel to read the probed lists now, in file order, so that the scan that
+        follows finds them in the page cache instead of faulting them in one page at a time
+        (a cold one-shot query at 1M vectors: 11.7 s of random page faults before)."""
+        if self.fd is None or FADV_WILLNEED is None:
+            return
+        sizes = self.segment.sizes[lists]
+        lists = lists[sizes > 0]
+        if not len(lists):
+            return
+        starts = self.segment.offsets[lists]
+        ends = starts + self.segment.sizes[lists] * (self.segment.code_size + 8)
+        order = np.argsort(starts)
+        starts, ends = starts[order], ends[order]
+        gap = starts[1:] > ends[:-1] + (256 << 10)  # join ranges less than 256 KiB apart
+        first = np.concatenate([[0], np.flatnonzero(gap) + 1])
+        last = np.concatenate([np.flatnonzero(gap), [len(starts) - 1]])
+        for a, b in zip(starts[first], ends[last], strict=True):
+            os.posix_fadvise(self.fd, int(a), int(b - a), FADV_WILLNEED)
+
+    def close(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+
+class VectorIndex:
+    """An opened generation: the layout's trained shell plus its memory-mapped segments."""
+
+    def __init__(self, index_dir: Path, meta: dict[str, Any], layout: Layout | None, opened):
+        self.index_dir = index_dir
+        self.meta = meta
+        self.layout = layout
+        self._segments: list[_Open] = opened
+        self._lock = threading.Lock()
 
     @classmethod
     def open(cls, index_dir: Path, *, verify_full: bool = False) -> VectorIndex:
-        import faiss
-
         index_dir = Path(index_dir)
-        for _attempt in range(5):
+        for _attempt in range(20):
             meta = read_meta(index_dir)
+            if meta.get("format", 1) != generations.FORMAT:
+                from clipsearch_onnx.index_v1 import LegacyIndex
+
+                return LegacyIndex.open(index_dir, meta, verify_full)  # type: ignore[return-value]
             try:
-                files = meta["files"]
-                vec_path = index_dir / files["vectors"]["name"]
-                ids_path = index_dir / files["ids"]["name"]
-                check_file(vec_path, files["vectors"], full=verify_full)
-                check_file(ids_path, files["ids"], full=verify_full)
-                flag = faiss.IO_FLAG_MMAP_IFC if meta["type"] == "flat" else faiss.IO_FLAG_MMAP
-                flag |= faiss.IO_FLAG_READ_ONLY
-                index = faiss.read_index(str(vec_path), flag)
-                ids = np.load(ids_path, mmap_mode="r", allow_pickle=False)
+                return cls._open(index_dir, meta, verify_full)
             except FileNotFoundError:
                 time.sleep(0.05)  # a writer replaced this generation meanwhile: read again
-                continue
             except (KeyError, TypeError) as exc:
                 raise IndexCorrupt(f"{index_dir / INDEX_JSON} is malformed ({exc!r})") from exc
             except (RuntimeError, ValueError, OSError) as exc:
                 raise IndexCorrupt(f"cannot open the index in {index_dir}: {exc}") from exc
-            if index.ntotal != len(ids) or index.ntotal != meta["count"]:
-                raise IndexCorrupt(f"the index in {index_dir} is inconsistent (vector count)")
-            if meta.get("nprobe") and hasattr(index, "nprobe"):
-                index.nprobe = int(meta["nprobe"])
-            if meta["type"] != "flat":
-                _no_list_prefetch(index)
-            return cls(meta, index, ids)
         raise IndexCorrupt(f"the index in {index_dir} keeps changing under us; try again")
+
+    @classmethod
+    def _open(cls, index_dir: Path, meta: dict[str, Any], verify_full: bool) -> VectorIndex:
+        files = meta["files"]
+        for name, record in files.items():
+            if not name.endswith("parts.json"):
+                check_file(index_dir / name, record, full=verify_full)
+        if meta["layout"] is None:
+            return cls(index_dir, meta, None, [])
+        vec = index_dir / VECTORS
+        layout = Layout.load(vec / meta["layout"]["name"])
+        opened: list[_Open] = []
+        for seg in meta["segments"]:
+            segment = Segment.load(vec / seg["name"], layout.code_size)
+            dead: Any = None
+            keep: list[Any] = []
+            if seg["dead"]:
+                import faiss
+
+                ids = np.load(vec / seg["dead"], allow_pickle=False)
+                inner, keep = _selector(ids)
+                dead = faiss.IDSelectorNot(inner)
+                keep.append(inner)
+            fd = os.open(segment.path / "lists.ivfdata", os.O_RDONLY)
+            entries = segment.entries()
+            opened.append(_Open(segment, segment.invlists(), entries, dead, fd, keep))
+        if sum(s["live"] for s in meta["segments"]) != meta["count"]:
+            raise IndexCorrupt(f"the index in {index_dir} is inconsistent (vector count)")
+        return cls(index_dir, meta, layout, opened)
 
     @property
     def count(self) -> int:
-        return int(self.faiss_index.ntotal)
+        return int(self.meta["count"])
 
-    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """Top-k (scores, catalog ids) per query row; ids are -1 where fewer than k exist."""
+    @property
+    def nlist(self) -> int:
+        return int(self.meta.get("nlist", 1))
+
+    @property
+    def nprobe(self) -> int:
+        return int(self.meta.get("nprobe", 1))
+
+    def close(self) -> None:
+        for s in self._segments:
+            s.close()
+
+    def search(
+        self,
+        queries: np.ndarray,
+        k: int,
+        *,
+        nprobe: int | None = None,
+        allowed_ids: np.ndarray | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k (scores, catalog ids) per query row, best first; ids are -1 where fewer than k
+        exist. `nprobe`: lists read per query (default: index.json's). `allowed_ids`: only these
+        catalog ids can be returned; the lists probed are then the best ones that hold any."""
+        queries = np.ascontiguousarray(np.atleast_2d(queries), dtype=np.float32)
+        k = max(1, min(int(k), max(1, self.count)))
+        scores = np.full((len(queries), k), -np.inf, dtype=np.float32)
+        ids = np.full((len(queries), k), -1, dtype=np.int64)
+        if self.layout is None or not self._segments:
+            return scores, ids
+        nprobe = max(1, min(int(nprobe or self.nprobe), self.nlist))
+        allowed = None
+        if allowed_ids is not None:
+            allowed = np.unique(np.asarray(allowed_ids, dtype=np.int64))
+            if not len(allowed):
+                return scores, ids
+        lists, dis = self._probe(queries, nprobe, allowed)
+        only, keep = _selector(allowed) if allowed is not None else (None, [])
+        found = []
+        for s in self._segments:
+            out_d = np.empty((len(queries), k), dtype=np.float32)
+            out_i = np.empty((len(queries), k), dtype=np.int64)
+            self._run(s, queries, lists, dis, only, "search", k, out_d, out_i)
+            out_d[out_i < 0] = -np.inf
+            found.append((out_d, out_i))
+        del keep
+        all_scores = np.concatenate([f[0] for f in found], axis=1)
+        all_ids = np.concatenate([f[1] for f in found], axis=1)
+        best = np.argsort(-all_scores, axis=1, kind="stable")[:, :k]
+        scores = np.take_along_axis(all_scores, best, axis=1)
+        ids = np.take_along_axis(all_ids, best, axis=1)
+        ids[~np.isfinite(scores) | (ids < 0)] = -1
+        return scores, ids
+
+    def _probe(
+        self, queries: np.ndarray, nprobe: int, allowed: np.ndarray | None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The lists to read per query (-1 padded) and their centroid scores."""
+        assert self.layout is not None
+        coarse = self.layout.coarse
+        if allowed is None or len(allowed) >= RESTRICT_BELOW * self.nlist:
+            return coarse.rank(queries, nprobe)
+        holding = np.zeros(self.nlist, dtype=bool)
+        for s in self._segments:
+            ids = s.entries["id"]
+            at = np.searchsorted(ids, allowed)
+            inside = at < len(ids)
+            at = at[inside]
+            hit = at[np.asarray(ids[at]) == allowed[inside]]
+            holding[np.asarray(s.entries["list"][hit])] = True
+        scores = queries @ coarse.centroids.T
+        scores[:, ~holding] = -np.inf
+        width = int(min(nprobe, holding.sum()))
+        if width == 0:
+            return np.full((len(queries), 1), -1, np.int64), np.zeros((len(queries), 1), np.float32)
+        lists = np.argsort(-scores, axis=1, kind="stable")[:, :width]
+        return lists.astype(np.int64), np.take_along_axis(scores, lists, axis=1)
+
+    def range_search(
+        self, queries: np.ndarray, threshold: float, *, nprobe: int | None = None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Every vector scoring at least `threshold` with each query, in faiss's layout: query i's
+        results are scores[lims[i]:lims[i + 1]], ids[...] (unordered). Approximate on IVF."""
         import faiss
 
-        k = max(1, min(k, self.count))
-        queries = np.ascontiguousarray(queries, dtype=np.float32)
-        if len(queries) >= SERIAL_BELOW:
-            scores, pos = self.faiss_index.search(queries, k)
-        else:
-            # A few queries gain nothing from OpenMP's threads and can lose a lot waiting for them
-            # on a busy machine. The setting is per calling thread, restored after.
-            threads = faiss.omp_get_max_threads()
-            faiss.omp_set_num_threads(1)
+        queries = np.ascontiguousarray(np.atleast_2d(queries), dtype=np.float32)
+        n = len(queries)
+        if self.layout is None or not self._segments:
+            return np.zeros(n + 1, np.int64), np.zeros(0, np.float32), np.zeros(0, np.int64)
+        nprobe = max(1, min(int(nprobe or self.nprobe), self.nlist))
+        lists, dis = self._probe(queries, nprobe, None)
+        per_query: list[list[tuple[np.ndarray, np.ndarray]]] = [[] for _ in range(n)]
+        for s in self._segments:
+            res = faiss.RangeSearchResult(n)
+            self._run(s, queries, lists, dis, None, "range", float(threshold), res)
+            lims = faiss.rev_swig_ptr(res.lims, n + 1).copy()
+            got_d = faiss.rev_swig_ptr(res.distances, int(lims[-1])).copy()
+            got_i = faiss.rev_swig_ptr(res.labels, int(lims[-1])).copy()
+            for q in range(n):
+                per_query[q].append((got_d[lims[q] : lims[q + 1]], got_i[lims[q] : lims[q + 1]]))
+        sizes = [sum(len(d) for d, _ in rows) for rows in per_query]
+        lims = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+        scores = np.concatenate([d for rows in per_query for d, _ in rows] or [np.zeros(0)])
+        ids = np.concatenate([i for rows in per_query for _, i in rows] or [np.zeros(0)])
+        return lims, scores.astype(np.float32), ids.astype(np.int64)
+
+    def _run(
+        self,
+        s: _Open,
+        queries: np.ndarray,
+        lists: np.ndarray,
+        dis: np.ndarray,
+        only: Any,
+        what: str,
+        *args: Any,
+    ) -> None:
+        """One segment's part of a search ("search": k, D, I) or range search ("range": threshold,
+        result), through the layout's shell with this segment's lists swapped in. `only`: an
+        IDSelector of the ids allowed (or None); the segment's dead ids are always left out."""
+        import faiss
+
+        assert self.layout is not None
+        s.prefetch(np.unique(lists[lists >= 0]))
+        params = faiss.SearchParametersIVF()
+        params.nprobe = lists.shape[1]
+        both = None
+        if only is not None and s.dead is not None:
+            both = faiss.IDSelectorAnd(only, s.dead)
+        sel = both or only or s.dead
+        if sel is not None:
+            params.sel = sel
+        lists = np.ascontiguousarray(lists, dtype=np.int64)
+        dis = np.ascontiguousarray(dis, dtype=np.float32)
+        n, x = len(queries), faiss.swig_ptr(queries)
+        shell = self.layout.shell
+        threads = faiss.omp_get_max_threads()
+        with self._lock:
+            # A few queries gain nothing from OpenMP's threads and can lose a lot waiting for
+            # them on a busy machine. The setting is per calling thread, restored after.
+            if n < SERIAL_BELOW:
+                faiss.omp_set_num_threads(1)
             try:
-                scores, pos = self.faiss_index.search(queries, k)
+                shell.replace_invlists(s.invlists, False)
+                if what == "search":
+                    k, out_d, out_i = args
+                    shell.search_preassigned_c(
+                        n, x, k, faiss.swig_ptr(lists), faiss.swig_ptr(dis),
+                        faiss.swig_ptr(out_d), faiss.swig_ptr(out_i), False, params,
+                    )  # fmt: skip
+                else:
+                    radius, result = args
+                    shell.range_search_preassigned_c(
+                        n, x, radius, faiss.swig_ptr(lists), faiss.swig_ptr(dis), result, False,
+                        params,
+                    )  # fmt: skip
             finally:
                 faiss.omp_set_num_threads(threads)
-        ids = np.where(pos >= 0, self.ids[np.clip(pos, 0, None)], -1)
-        return scores, ids
