@@ -61,35 +61,44 @@ class Coarse:
         return len(self.centroids)
 
     def assign(self, x: np.ndarray) -> np.ndarray:
-        """The list of each row of `x` (int64 [n])."""
-        out = np.empty(len(x), dtype=np.int64)
+        """The list of each row of `x` (int64 [n]). Runs faiss's BLAS on the calling thread's
+        OpenMP setting: callers encode batches in parallel, one thread each (small products on
+        two threads of a busy machine wait on each other more than they compute)."""
+        out = np.zeros(len(x), dtype=np.int64)
         if self.nlist == 1:
-            out[:] = 0
             return out
-        for start in range(0, len(x), BLOCK):
-            block = np.ascontiguousarray(x[start : start + BLOCK], dtype=np.float32)
-            group = np.argmax(block @ self.top.T, axis=1)
-            order = np.argsort(group, kind="stable")
-            edges = np.searchsorted(group[order], np.arange(len(self.top) + 1))
-            for g in np.flatnonzero(np.diff(edges)):
-                rows = order[edges[g] : edges[g + 1]]
-                lo, hi = int(self.bounds[g]), int(self.bounds[g + 1])
-                best = np.argmax(block[rows] @ self.centroids[lo:hi].T, axis=1)
-                out[start + rows] = lo + best
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        group = _nearest(x, self.top)
+        order = np.argsort(group, kind="stable")
+        edges = np.searchsorted(group[order], np.arange(len(self.top) + 1))
+        for g in np.flatnonzero(np.diff(edges)):
+            rows = order[edges[g] : edges[g + 1]]
+            lo, hi = int(self.bounds[g]), int(self.bounds[g + 1])
+            out[rows] = lo + _nearest(x[rows], self.centroids[lo:hi])
         return out
 
-    def rank(self, queries: np.ndarray, nprobe: int) -> tuple[np.ndarray, np.ndarray]:
-        """The `nprobe` best lists of each query, best first: (lists int64, scores float32)."""
-        scores = queries @ self.centroids.T
-        nprobe = min(nprobe, self.nlist)
-        if nprobe < self.nlist:
-            part = np.argpartition(-scores, nprobe - 1, axis=1)[:, :nprobe]
-        else:
-            part = np.broadcast_to(np.arange(self.nlist), scores.shape)
-        top = np.take_along_axis(scores, part, axis=1)
-        order = np.argsort(-top, axis=1, kind="stable")
-        lists = np.take_along_axis(part, order, axis=1).astype(np.int64)
-        return lists, np.take_along_axis(top, order, axis=1).astype(np.float32)
+    def rank(
+        self, queries: np.ndarray, nprobe: int, among: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The `nprobe` best lists of each query (of lists `among`, default all), best first:
+        (lists int64 [n, nprobe], scores float32); -1 padded when there are fewer."""
+        import faiss
+
+        if among is not None and len(among) == self.nlist:
+            among = None
+        pool = self.centroids if among is None else self.centroids[among]
+        width = max(1, min(nprobe, len(pool)))
+        scores, lists = faiss.knn(queries, pool, width, metric=faiss.METRIC_INNER_PRODUCT)
+        if among is not None:
+            lists = np.where(lists >= 0, among[np.clip(lists, 0, None)], -1)
+        return lists.astype(np.int64), scores.astype(np.float32)
+
+
+def _nearest(x: np.ndarray, centroids: np.ndarray) -> np.ndarray:
+    import faiss
+
+    _, best = faiss.knn(x, centroids, 1, metric=faiss.METRIC_INNER_PRODUCT)
+    return best[:, 0]
 
 
 def _kmeans(x: np.ndarray, k: int, niter: int, seed: int) -> np.ndarray:
@@ -144,7 +153,7 @@ def train(sample: np.ndarray, nlist: int, seed: int = 1234) -> Coarse:
     head = np.sort(rng.choice(len(sample), size=min(len(sample), 256 * groups), replace=False))
     top = _kmeans(sample[head], groups, 20, seed)
     group = np.concatenate(
-        [np.argmax(sample[s : s + BLOCK] @ top.T, axis=1) for s in range(0, len(sample), BLOCK)]
+        [_nearest(np.asarray(sample[s : s + BLOCK]), top) for s in range(0, len(sample), BLOCK)]
     )
     counts = np.bincount(group, minlength=groups)
     shares = _shares(counts, nlist)

@@ -16,6 +16,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Collection, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -229,21 +230,40 @@ class VectorIndex:
     ) -> tuple[np.ndarray, np.ndarray]:
         """Top-k (scores, catalog ids) per query row, best first; ids are -1 where fewer than k
         exist. `nprobe`: lists read per query (default: index.json's). `allowed_ids`: only these
-        catalog ids can be returned; the lists probed are then the best ones that hold any."""
+        catalog ids can be returned (checked inside the scan); the lists probed are then the best
+        of those holding an allowed id, enough of them to expect 2k matches, and all of them if
+        that still leaves a query short of k: a selective filter returns k results when k match."""
         queries = np.ascontiguousarray(np.atleast_2d(queries), dtype=np.float32)
         k = max(1, min(int(k), max(1, self.count)))
-        scores = np.full((len(queries), k), -np.inf, dtype=np.float32)
-        ids = np.full((len(queries), k), -1, dtype=np.int64)
+        empty = (
+            np.full((len(queries), k), -np.inf, dtype=np.float32),
+            np.full((len(queries), k), -1, dtype=np.int64),
+        )
         if self.layout is None or not self._segments:
-            return scores, ids
+            return empty
         nprobe = max(1, min(int(nprobe or self.nprobe), self.nlist))
-        allowed = None
-        if allowed_ids is not None:
-            allowed = np.unique(np.asarray(allowed_ids, dtype=np.int64))
-            if not len(allowed):
-                return scores, ids
-        lists, dis = self._probe(queries, nprobe, allowed)
-        only, keep = _selector(allowed) if allowed is not None else (None, [])
+        if allowed_ids is None:
+            with self._lock, _serial_for(queries):
+                lists, dis = self.layout.coarse.rank(queries, nprobe)
+                return self._search(queries, k, lists, dis, None)
+        allowed = np.unique(np.asarray(allowed_ids, dtype=np.int64))
+        holding = self._lists_holding(allowed)
+        if not len(allowed) or not len(holding):
+            return empty
+        width = max(nprobe, int(np.ceil(2 * k * len(holding) / len(allowed))))
+        only, keep = _selector(allowed)
+        with self._lock, _serial_for(queries):
+            while True:
+                lists, dis = self.layout.coarse.rank(queries, width, among=holding)
+                scores, ids = self._search(queries, k, lists, dis, only)
+                if width >= len(holding) or (ids >= 0).sum(axis=1).min() >= k:
+                    del keep
+                    return scores, ids
+                width = len(holding)
+
+    def _search(
+        self, queries: np.ndarray, k: int, lists: np.ndarray, dis: np.ndarray, only: Any
+    ) -> tuple[np.ndarray, np.ndarray]:
         found = []
         for s in self._segments:
             out_d = np.empty((len(queries), k), dtype=np.float32)
@@ -251,7 +271,6 @@ class VectorIndex:
             self._run(s, queries, lists, dis, only, "search", k, out_d, out_i)
             out_d[out_i < 0] = -np.inf
             found.append((out_d, out_i))
-        del keep
         all_scores = np.concatenate([f[0] for f in found], axis=1)
         all_ids = np.concatenate([f[1] for f in found], axis=1)
         best = np.argsort(-all_scores, axis=1, kind="stable")[:, :k]
@@ -260,14 +279,10 @@ class VectorIndex:
         ids[~np.isfinite(scores) | (ids < 0)] = -1
         return scores, ids
 
-    def _probe(
-        self, queries: np.ndarray, nprobe: int, allowed: np.ndarray | None
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """The lists to read per query (-1 padded) and their centroid scores."""
-        assert self.layout is not None
-        coarse = self.layout.coarse
-        if allowed is None or len(allowed) >= RESTRICT_BELOW * self.nlist:
-            return coarse.rank(queries, nprobe)
+    def _lists_holding(self, allowed: np.ndarray) -> np.ndarray:
+        """The lists (of any segment) that hold any of the sorted ids `allowed`."""
+        if len(allowed) >= RESTRICT_BELOW * self.nlist:
+            return np.arange(self.nlist)  # every list holds some, most likely: skip the lookup
         holding = np.zeros(self.nlist, dtype=bool)
         for s in self._segments:
             ids = s.entries["id"]
@@ -276,13 +291,7 @@ class VectorIndex:
             at = at[inside]
             hit = at[np.asarray(ids[at]) == allowed[inside]]
             holding[np.asarray(s.entries["list"][hit])] = True
-        scores = queries @ coarse.centroids.T
-        scores[:, ~holding] = -np.inf
-        width = int(min(nprobe, holding.sum()))
-        if width == 0:
-            return np.full((len(queries), 1), -1, np.int64), np.zeros((len(queries), 1), np.float32)
-        lists = np.argsort(-scores, axis=1, kind="stable")[:, :width]
-        return lists.astype(np.int64), np.take_along_axis(scores, lists, axis=1)
+        return np.flatnonzero(holding)
 
     def range_search(
         self, queries: np.ndarray, threshold: float, *, nprobe: int | None = None
@@ -296,12 +305,17 @@ class VectorIndex:
         if self.layout is None or not self._segments:
             return np.zeros(n + 1, np.int64), np.zeros(0, np.float32), np.zeros(0, np.int64)
         nprobe = max(1, min(int(nprobe or self.nprobe), self.nlist))
-        lists, dis = self._probe(queries, nprobe, None)
         per_query: list[list[tuple[np.ndarray, np.ndarray]]] = [[] for _ in range(n)]
-        for s in self._segments:
-            res = faiss.RangeSearchResult(n)
-            self._run(s, queries, lists, dis, None, "range", float(threshold), res)
+        results = []
+        with self._lock, _serial_for(queries):
+            lists, dis = self.layout.coarse.rank(queries, nprobe)
+            for s in self._segments:
+                results.append(faiss.RangeSearchResult(n))
+                self._run(s, queries, lists, dis, None, "range", float(threshold), results[-1])
+        for res in results:
             lims = faiss.rev_swig_ptr(res.lims, n + 1).copy()
+            if not lims[-1]:
+                continue
             got_d = faiss.rev_swig_ptr(res.distances, int(lims[-1])).copy()
             got_i = faiss.rev_swig_ptr(res.labels, int(lims[-1])).copy()
             for q in range(n):
@@ -341,25 +355,30 @@ class VectorIndex:
         dis = np.ascontiguousarray(dis, dtype=np.float32)
         n, x = len(queries), faiss.swig_ptr(queries)
         shell = self.layout.shell
-        threads = faiss.omp_get_max_threads()
-        with self._lock:
-            # A few queries gain nothing from OpenMP's threads and can lose a lot waiting for
-            # them on a busy machine. The setting is per calling thread, restored after.
-            if n < SERIAL_BELOW:
-                faiss.omp_set_num_threads(1)
-            try:
-                shell.replace_invlists(s.invlists, False)
-                if what == "search":
-                    k, out_d, out_i = args
-                    shell.search_preassigned_c(
-                        n, x, k, faiss.swig_ptr(lists), faiss.swig_ptr(dis),
-                        faiss.swig_ptr(out_d), faiss.swig_ptr(out_i), False, params,
-                    )  # fmt: skip
-                else:
-                    radius, result = args
-                    shell.range_search_preassigned_c(
-                        n, x, radius, faiss.swig_ptr(lists), faiss.swig_ptr(dis), result, False,
-                        params,
-                    )  # fmt: skip
-            finally:
-                faiss.omp_set_num_threads(threads)
+        shell.replace_invlists(s.invlists, False)
+        if what == "search":
+            k, out_d, out_i = args
+            shell.search_preassigned_c(
+                n, x, k, faiss.swig_ptr(lists), faiss.swig_ptr(dis),
+                faiss.swig_ptr(out_d), faiss.swig_ptr(out_i), False, params,
+            )  # fmt: skip
+        else:
+            radius, result = args
+            shell.range_search_preassigned_c(
+                n, x, radius, faiss.swig_ptr(lists), faiss.swig_ptr(dis), result, False, params
+            )
+
+
+@contextmanager
+def _serial_for(queries: np.ndarray) -> Iterator[None]:
+    """A few queries gain nothing from OpenMP's threads and can lose a lot waiting for them on a
+    busy machine: they run on one. The setting is per calling thread, restored after."""
+    import faiss
+
+    threads = faiss.omp_get_max_threads()
+    if len(queries) < SERIAL_BELOW:
+        faiss.omp_set_num_threads(1)
+    try:
+        yield
+    finally:
+        faiss.omp_set_num_threads(threads)

@@ -27,7 +27,7 @@ from clipsearch_onnx.shards import fsync_dir
 KINDS = ("flat", "ivf-sq8", "ivf-pq")
 SHELL, TOP, BOUNDS, INFO = "shell.faiss", "top.npy", "bounds.npy", "layout.json"
 FILES = (SHELL, TOP, BOUNDS, INFO)
-CODEC_SAMPLE = 65536  # vectors the codec (SQ ranges, PQ codebooks) is trained on
+CODEC_SAMPLE = 16384  # vectors the codec (SQ ranges, PQ codebooks) is trained on
 
 
 def lists_for(kind: str, count: int) -> int:

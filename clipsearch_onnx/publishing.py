@@ -21,10 +21,13 @@ from __future__ import annotations
 
 import hashlib
 import math
+import os
 import shutil
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable, Collection, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -44,6 +47,8 @@ FANOUT = 4  # this many segments of one tier are merged into one of the next
 MAX_SEGMENTS = 12
 MAX_DEAD = 0.25  # a segment with more dead entries than this is rewritten without them
 BUILD = "build"
+# Batches are encoded on this many threads, each with one OpenMP thread (see coarse.assign).
+WORKERS = max(1, min(4, os.cpu_count() or 1))
 
 
 @dataclass(frozen=True)
@@ -158,7 +163,7 @@ def publish(
     layout_name = None
     if layout is not None and not reuse:
         layout_name = layout.path.name
-        layout.path.rename(vec / layout_name)
+        os.replace(layout.path, vec / layout_name)
     elif reuse and layout_info is not None:
         layout_name = layout_info["name"]
     meta = _meta(index_dir, generation, layout_name, held, meta_prev, source.dim, want)
@@ -254,7 +259,7 @@ def _encode(
     new segment. A chunk already encoded by a killed run (same layout, same slices) is reused."""
     cs = layout.code_size
     chunk_rows = max(1024, (memory // 2) // (cs + 16))
-    batch_rows = max(256, min(65536, (memory // 4) // (4 * layout.shell.d)))
+    batch_rows = max(256, min(16384, (memory // 4) // (4 * layout.shell.d * (WORKERS + 1))))
     plan: list[list[tuple[str, int, int, int]]] = [[]]  # chunks of (key, count, lo, hi)
     room = chunk_rows
     for key, count in new:
@@ -285,31 +290,52 @@ def _encode(
     }
     if todo:
         counts = dict(new)
-        for part in source.parts(set(todo)):
-            live = _live_rows(part, counts[part.key])
-            for name, lo, hi in todo[part.key]:
-                buf = buffers.setdefault(name, _Chunk(sizes[name], cs))
-                number = [p[0] for p in tables[name]].index(part.key)
-                for b in range(lo, hi, batch_rows):
-                    rows = live[b : min(hi, b + batch_rows)]
-                    ids = np.asarray(part.ids)[rows]
-                    lists, codes = layout.encode(_read(part, rows))
-                    buf.add(lists, codes, ids, number)
-                    progress.advance(len(rows))
+        pending: deque[tuple[Future, str, int, np.ndarray]] = deque()
+
+        def drain(limit: int) -> None:
+            while len(pending) > limit:
+                future, name, number, ids = pending.popleft()
+                lists, codes = future.result()
+                buf = buffers[name]
+                buf.add(lists, codes, ids, number)
+                progress.advance(len(ids))
                 if buf.full:
                     buf.write(build / name, layout.info["nlist"], tables[name])
                     del buffers[name]
+
+        with ThreadPoolExecutor(WORKERS, initializer=_one_omp_thread) as pool:
+            for part in source.parts(set(todo)):
+                live = _live_rows(part, counts[part.key])
+                for name, lo, hi in todo[part.key]:
+                    buffers.setdefault(name, _Chunk(sizes[name], cs))
+                    number = [p[0] for p in tables[name]].index(part.key)
+                    for b in range(lo, hi, batch_rows):
+                        rows = live[b : min(hi, b + batch_rows)]
+                        job = pool.submit(_encode_rows, layout, part, rows)
+                        pending.append((job, name, number, np.asarray(part.ids)[rows]))
+                        drain(WORKERS)
+            drain(0)
     if buffers:
         raise IndexCorrupt("the shards changed while publishing; run the command again")
     dest = vec / f"seg-{uuid.uuid4().hex[:10]}"
     if len(names) == 1:
-        (build / names[0]).rename(dest)
+        os.replace(build / names[0], dest)
     else:
         chunks = [Segment.load(build / n, cs) for n in names]
         progress.start("merging", layout.info["nlist"])
         segments.merge(dest, [(c, None) for c in chunks], progress.advance)
     segment = Segment.load(dest, cs)
     return _Held(segment, None, segment.count)
+
+
+def _one_omp_thread() -> None:
+    import faiss
+
+    faiss.omp_set_num_threads(1)
+
+
+def _encode_rows(layout: Layout, part: Part, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    return layout.encode(_read(part, rows))
 
 
 class _Chunk:

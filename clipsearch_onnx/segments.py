@@ -35,7 +35,9 @@ ENTRIES = "entries.npy"
 PARTS = "parts.json"
 FILES = (LISTS, SIZES, ENTRIES, PARTS)
 ENTRY = np.dtype([("id", "<i8"), ("list", "<i4"), ("part", "<i4")])
-WRITE_BLOCK = 32 << 20  # bytes gathered before each write while merging
+WRITE_BUFFER = 4 << 20
+ROWS = 1 << 16  # list entries copied at a time
+ENTRY_BLOCK = 1 << 18  # entries handled at a time (16 bytes each)  # bytes gathered before each write while merging
 
 
 def save_array(path: Path, array: np.ndarray) -> None:
@@ -80,13 +82,13 @@ def write_encoded(
     order = np.lexsort((ids, lists))  # by list, then id: the same input gives the same bytes
     sizes = np.bincount(lists, minlength=nlist).astype(np.int64)
     tmp = _tmp_for(dest, ".tmp-")
-    with open(tmp / LISTS, "wb") as fh:
+    with open(tmp / LISTS, "wb", buffering=WRITE_BUFFER) as fh:
         bounds = np.concatenate([[0], np.cumsum(sizes)])
         for lo, hi in zip(bounds[:-1], bounds[1:], strict=True):
-            if hi > lo:
-                rows = order[lo:hi]
-                fh.write(np.ascontiguousarray(codes[rows]).data)
-                fh.write(np.ascontiguousarray(ids[rows], dtype=np.int64).data)
+            for source in (codes, ids):
+                for a in range(lo, hi, ROWS):
+                    rows = order[a : min(hi, a + ROWS)]
+                    fh.write(np.ascontiguousarray(source[rows]).data)
         fh.flush()
         os.fsync(fh.fileno())
     entries = np.empty(len(ids), dtype=ENTRY)
@@ -155,8 +157,12 @@ def dead_ids(segment: Segment, keep: np.ndarray | None) -> np.ndarray | None:
     out; None when it keeps them all."""
     if keep is None or bool(np.all(keep)):
         return None
-    entries = segment.entries()
-    return np.sort(np.asarray(entries["id"][~np.asarray(keep, bool)[entries["part"]]]))
+    entries, dropped = segment.entries(), ~np.asarray(keep, bool)
+    found = [
+        np.asarray(block["id"][dropped[block["part"]]])
+        for block in (entries[i : i + ENTRY_BLOCK] for i in range(0, len(entries), ENTRY_BLOCK))
+    ]
+    return np.concatenate(found) if found else np.zeros(0, np.int64)  # sorted, as entries are
 
 
 def merge(
@@ -174,57 +180,77 @@ def merge(
     deads = [dead_ids(seg, keep) for seg, keep in inputs]
     sizes = np.zeros(nlist, dtype=np.int64)
     tmp = _tmp_for(dest, ".merge-")
-    pending: list[Any] = []
-    pending_bytes = 0
-    with open(tmp / LISTS, "wb") as fh:
+    with open(tmp / LISTS, "wb", buffering=WRITE_BUFFER) as fh:
         for lst in range(nlist):
-            codes, ids = [], []
-            for i, (seg, _) in enumerate(inputs):
-                n = int(seg.sizes[lst])
-                if n == 0:
-                    continue
-                at = int(offsets[i][lst])
-                block = datas[i][at : at + n * cs].reshape(n, cs)
-                lids = datas[i][at + n * cs : at + n * (cs + 8)].view(np.int64)
-                dead = deads[i]
-                if dead is not None:
-                    alive = ~_member(lids, dead)
-                    block, lids = block[alive], lids[alive]
-                codes.append(block)
-                ids.append(lids)
-            n_out = sum(len(x) for x in ids)
-            sizes[lst] = n_out
-            if n_out:
-                pending += [np.concatenate(codes).data, np.concatenate(ids).data]
-                pending_bytes += n_out * (cs + 8)
-            if pending_bytes >= WRITE_BLOCK or lst == nlist - 1:
-                fh.writelines(pending)
-                pending, pending_bytes = [], 0
-            if progress and lst % 256 == 255:
-                progress(256)
+            # a list is its codes, then its ids: two passes over the inputs' pieces of it, in
+            # blocks of ROWS entries (a flat layout is one list as large as the segment)
+            for want_ids in (False, True):
+                for i, (seg, _) in enumerate(inputs):
+                    n = int(seg.sizes[lst])
+                    at = int(offsets[i][lst])
+                    for a in range(0, n, ROWS):
+                        b = min(n, a + ROWS)
+                        ids = datas[i][at + n * cs + 8 * a : at + n * cs + 8 * b].view(np.int64)
+                        out = ids if want_ids else datas[i][at + cs * a : at + cs * b]
+                        dead = deads[i]
+                        if dead is not None:
+                            alive = ~_member(ids, dead)
+                            out = (ids if want_ids else out.reshape(-1, cs))[alive]
+                            if want_ids:
+                                sizes[lst] += len(out)
+                        elif want_ids:
+                            sizes[lst] += b - a
+                        fh.write(np.ascontiguousarray(out).data)
+            if progress and (lst % 64 == 63 or lst == nlist - 1):
+                progress(lst % 64 + 1)
         fh.flush()
         os.fsync(fh.fileno())
     del datas
     parts: list[Piece] = []
-    chunks = []
-    for (seg, keep), dead in zip(inputs, deads, strict=True):
-        seg_parts = seg.parts()
-        mask = np.ones(len(seg_parts), bool) if keep is None else np.asarray(keep, bool)
-        renumber = np.full(len(seg_parts), -1, np.int32)
+    renumbered = []
+    for seg, keep in inputs:
+        pieces = seg.parts()
+        mask = np.ones(len(pieces), bool) if keep is None else np.asarray(keep, bool)
+        renumber = np.full(len(pieces), -1, np.int32)
         renumber[mask] = np.arange(int(mask.sum())) + len(parts)
-        parts += [p for p, m in zip(seg_parts, mask, strict=True) if m]
-        entries = np.array(seg.entries())
-        if dead is not None:
-            entries = entries[~_member(entries["id"], dead)]
-        entries["part"] = renumber[entries["part"]]
-        chunks.append(entries)
-    merged = np.concatenate(chunks)
-    del chunks
-    merged = merged[np.argsort(merged["id"], kind="stable")]  # sorted runs: a quick merge
-    save_array(tmp / ENTRIES, merged)
-    del merged
+        parts += [p for p, m in zip(pieces, mask, strict=True) if m]
+        renumbered.append(renumber)
+    _merge_entries(
+        tmp / ENTRIES, [seg.entries() for seg, _ in inputs], renumbered, int(sizes.sum())
+    )
     _finish(tmp, dest, parts, sizes)
     return int(sizes.sum())
+
+
+def _merge_entries(
+    dest: Path, inputs: Sequence[np.ndarray], renumber: Sequence[np.ndarray], total: int
+) -> None:
+    """Writes the inputs' entries (each sorted by id) as one array sorted by id, range of ids by
+    range of ids so that memory stays bounded; entries of dropped parts (renumbered -1) go."""
+    out = np.lib.format.open_memmap(dest, mode="w+", dtype=ENTRY, shape=(total,))
+    biggest = max(inputs, key=len)
+    cuts = np.asarray(biggest["id"][:: max(1, ENTRY_BLOCK // max(1, len(inputs)))])
+    bounds = np.concatenate([cuts[1:], [np.iinfo(np.int64).max]]) if len(cuts) else [np.inf]
+    starts = [0] * len(inputs)
+    filled = 0
+    for bound in bounds:
+        pieces = []
+        for i, entries in enumerate(inputs):
+            end = int(np.searchsorted(entries["id"], bound))
+            block = np.array(entries[starts[i] : end])
+            starts[i] = end
+            block["part"] = renumber[i][block["part"]]
+            pieces.append(block[block["part"] >= 0])
+        block = np.concatenate(pieces)
+        block = block[np.argsort(block["id"], kind="stable")]
+        out[filled : filled + len(block)] = block
+        filled += len(block)
+    if filled != total:
+        raise ValueError(f"merged {filled} entries where the lists hold {total}")
+    out.flush()
+    with open(dest, "rb+") as fh:
+        os.fsync(fh.fileno())
+    del out
 
 
 def _member(ids: np.ndarray, sorted_set: np.ndarray) -> np.ndarray:

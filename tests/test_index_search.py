@@ -298,16 +298,16 @@ def anon():
         if line.startswith("RssAnon:"):
             return int(line.split()[1]) * 1024
 
-import faiss
+import faiss  # noqa: F401 - loaded before measuring, as by any caller
 from clipsearch_onnx.index import VectorIndex
 index_dir = Path(sys.argv[1])
 before = anon()
 vi = VectorIndex.open(index_dir)
 vi.search(np.full((1, vi.meta["dim"]), vi.meta["dim"] ** -0.5, np.float32), 10)
 opened = anon()
-plain = faiss.read_index(str(index_dir / vi.meta["files"]["vectors"]["name"]))  # no mmap
+plain = [np.fromfile(p, np.uint8) for p in index_dir.glob("vectors/seg-*/lists.ivfdata")]
 loaded = anon()
-print(json.dumps({"mmap": opened - before, "read": loaded - opened, "n": plain.ntotal}))
+print(json.dumps({"mmap": opened - before, "read": loaded - opened, "n": vi.count}))
 """
 
 
@@ -322,7 +322,7 @@ def test_open_is_memory_mapped_so_ram_does_not_grow_with_the_index(tmp_path, exp
         write_shard(shard, vectors, [{"path": f"/m/{i}.jpg"} for i in range(n)])
         index_dir = tmp_path / f"index{n}"
         import_shards(index_dir, [shard], model, index_type="flat")
-        size = sum(p.stat().st_size for p in index_dir.glob("vectors.*.faiss"))
+        size = sum(p.stat().st_size for p in index_dir.glob("vectors/seg-*/lists.ivfdata"))
         assert size >= n * DIM * 4
         probe = subprocess.run(
             [sys.executable, "-c", RSS_PROBE, str(index_dir)],
@@ -334,6 +334,7 @@ def test_open_is_memory_mapped_so_ram_does_not_grow_with_the_index(tmp_path, exp
         growth[n] = json.loads(probe.stdout)
         assert growth[n]["n"] == n
         # anonymous (heap) memory: the mapped file is paged in from the page cache instead
-        assert growth[n]["mmap"] < size / 8, (n, size, growth[n])
+        # (a fixed MiB of bookkeeping: index.json, list sizes, faiss objects)
+        assert growth[n]["mmap"] < size / 8 + (1 << 20), (n, size, growth[n])
         assert growth[n]["read"] > size * 0.9  # the probe does see a non-mapped load
     assert growth[200_000]["mmap"] - growth[20_000]["mmap"] < 2 << 20, growth
