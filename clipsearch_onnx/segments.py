@@ -107,7 +107,8 @@ class Segment:
 
     @classmethod
     def load(cls, path: Path, code_size: int) -> Segment:
-        return cls(Path(path), np.load(Path(path) / SIZES, allow_pickle=False), code_size)
+        path = Path(path)
+        return cls(path, np.load(path / SIZES, allow_pickle=False), code_size)
 
     @property
     def count(self) -> int:

@@ -281,8 +281,13 @@ def index_with_wal(tmp_path_factory, exported_model):
 DAMAGE = [
     *[(name, keep) for name in ("catalog.sqlite", "catalog.sqlite-wal") for keep in (0.5, 0)],
     ("catalog.sqlite-shm", 0.5),
-    *[(name, keep) for name in ("index.json", "vectors.2.faiss", "ids.2.npy") for keep in (0.5, 0)],
-    ("vectors.1.faiss", 0),
+    *[
+        (name, keep)
+        for name in ("index.json", "vectors/seg-*/lists.ivfdata", "vectors/layout-*/shell.faiss")
+        for keep in (0.5, 0)
+    ],
+    ("vectors/seg-*/entries.npy", 0.5),
+    ("vectors/seg-*/sizes.npy", 0),
     ("shards/*/embeddings.npy", 0.5),
     ("shards/*/items.jsonl", 0),
 ]
@@ -364,7 +369,7 @@ def test_a_failed_write_keeps_the_previous_index_and_says_so(
     old[0].unlink()
     predicate = {
         "shard": lambda dst: dst.parent.name == "shards",
-        "vectors": lambda dst: dst.suffix == ".faiss",
+        "vectors": lambda dst: dst.parent.name == "vectors",  # a new segment or layout
         "index.json": lambda dst: dst.name == "index.json",
     }[what]
     capsys.readouterr()
