@@ -1,4 +1,5 @@
-"""`python -m bench [--quick] [--skip-1m] [--only web|models]`: measure, print, and write BENCHMARKS.md."""
+"""`python -m bench [--quick] [--skip-1m] [--only web|models|scale]`: measure, print, and write
+BENCHMARKS.md (`--only PART` measures and prints that part alone, leaving BENCHMARKS.md alone)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench import images, large, levers, machine, report, throughput, web
+from bench import images, large, levers, machine, report, scale, throughput, web
 from bench.model import ensure_model
 from bench.run import run, say
 
@@ -28,15 +29,28 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument(
         "--only",
-        choices=("web", "models"),
+        choices=("web", "models", "scale"),
         help="measure only that part (web: `clipsearch serve` and one-shot search through it; "
-        "models: image throughput of each recommended model architecture); print it and keep "
-        "its figures in CACHE/ONLY.json, leaving --out alone",
+        "models: image throughput of each recommended model architecture; scale: 1M-10M vector "
+        "collections, hours); print it and keep its figures in CACHE/ONLY.json, leaving --out "
+        "alone",
     )
     p.add_argument(
         "--conditions", default="", metavar="TEXT", help="a note on how the machine was shared"
     )
+    p.add_argument(
+        "--scale-sizes",
+        default=",".join(map(str, scale.SIZES)),
+        metavar="N,N,...",
+        help="collection sizes of the scale part (default %(default)s; --quick: 100000,200000)",
+    )
     return p.parse_args(argv)
+
+
+def scale_sizes(args: argparse.Namespace) -> list[int]:
+    if args.quick:
+        return [100_000, 200_000]
+    return [int(n) for n in args.scale_sizes.split(",")]
 
 
 def query_index(cache: Path, model: Path, web: list[Path]) -> Path:
@@ -53,7 +67,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.render_only:
         results = json.loads((args.cache / "results.json").read_text())
         results["large"]["sizes"] = {int(n): f for n, f in results["large"]["sizes"].items()}
-        args.out.write_text(report.render(results, levers_section(results["levers"])))
+        text = report.render(results, levers_section(results["levers"]))
+        if "scale" in results:
+            text += "\n" + "\n".join(scale.render(results["scale"])) + "\n"
+        args.out.write_text(text)
         return 0
     if args.only == "web":
         return only_web(args)
@@ -61,6 +78,14 @@ def main(argv: list[str] | None = None) -> int:
         return only_models(args)
     started = time.perf_counter()
     load_start = machine.load_average()
+    if args.only == "scale":
+        cache = args.cache.absolute()
+        _, model = ensure_model(cache)
+        figures = scale.measure(cache, model, scale_sizes(args), args.quick)
+        figures["conditions"] = args.conditions
+        (cache / "scale.json").write_text(json.dumps(figures, indent=1, default=str))
+        sys.stdout.write("\n".join(scale.render(figures)) + "\n")
+        return 0
     quick = args.quick
     rounds = args.rounds or (1 if quick else 2)
     n_images = 64 if quick else 192
@@ -110,6 +135,8 @@ def main(argv: list[str] | None = None) -> int:
         cache / "large", model, sizes, 3 if quick else 5, 200 if quick else 1000
     )
 
+    results["scale"] = scale.measure(cache, model, scale_sizes(args), quick)
+
     say("levers")
     corpus = [q for q in large_queries()]
     results["levers"] = {
@@ -124,6 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     results["minutes"] = (time.perf_counter() - started) / 60
     (cache / "results.json").write_text(json.dumps(results, indent=1, default=str))
     text = report.render(results, levers_section(results["levers"]))
+    text += "\n" + "\n".join(scale.render(results["scale"])) + "\n"
     args.out.write_text(text, encoding="utf-8")
     sys.stdout.write(text)
     say(f"wrote {args.out} ({results['minutes']:.1f} min)")

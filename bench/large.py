@@ -115,10 +115,10 @@ def recall(index_dir: Path, cache: Path, cluster_model, nprobes: list[int], quer
     truth = {name: exact.search(q, 10)[1] for name, q in sets.items()}
     del exact, data
     id_to_row = {item.id: vectors.row_of(item.path) for item in searcher.catalog.items()}
-    default = index.faiss_index.nprobe
+    default = index.nprobe
     table = []
     for nprobe in sorted(set(nprobes) | {default}):
-        index.faiss_index.nprobe = nprobe
+        index.meta["nprobe"] = nprobe  # the lists the searcher's index searches read
         row: dict = {"nprobe": nprobe, "default": nprobe == default}
         for name, q in sets.items():
             _, ids = index.search(q, 10)
@@ -145,7 +145,7 @@ def recall(index_dir: Path, cache: Path, cluster_model, nprobes: list[int], quer
         )
     searcher.close()
     counts = {name: len(q) for name, q in sets.items()}
-    return {"queries": counts, "nlist": int(index.faiss_index.nlist), "sweep": table}
+    return {"queries": counts, "nlist": index.nlist, "sweep": table}
 
 
 def measure(cache: Path, model: Path, sizes: list[int], repeats: int, queries: int) -> dict:
