@@ -37,7 +37,7 @@ FILES = (LISTS, SIZES, ENTRIES, PARTS)
 ENTRY = np.dtype([("id", "<i8"), ("list", "<i4"), ("part", "<i4")])
 WRITE_BUFFER = 4 << 20
 ROWS = 1 << 16  # list entries copied at a time
-ENTRY_BLOCK = 1 << 18  # entries handled at a time (16 bytes each)  # bytes gathered before each write while merging
+ENTRY_BLOCK = 1 << 18  # entries handled at a time (16 bytes each)
 
 
 def save_array(path: Path, array: np.ndarray) -> None:
