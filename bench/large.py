@@ -42,7 +42,7 @@ def ensure_index(cache: Path, model: Path, n: int, cluster_model: vectors.Cluste
         "nprobe": meta.get("nprobe"),
         "import_s": r.seconds,
         "import_peak_rss_mb": r.peak_rss_mb,
-        "bytes": sum(p.stat().st_size for p in index_dir.glob("vectors.*.faiss")),
+        "bytes": sum(p.stat().st_size for p in index_dir.glob("vectors/seg-*/lists.ivfdata")),
     }
     stamp.write_text(json.dumps(info))
     return info
