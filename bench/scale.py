@@ -17,7 +17,6 @@ import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -25,38 +24,10 @@ import numpy as np
 
 from bench import vectors
 from bench.large import CLIPSEARCH, QUERY, open_figures
-from bench.run import Run, say
+from bench.run import run, say
 
 SIZES = (1_000_000, 2_000_000, 10_000_000)
 ADDS = (1, 10_000)
-
-
-def run_watched(cmd: list[str]) -> tuple[Run, float]:
-    """Runs `cmd`, sampling its RssAnon every 20 ms: (its Run, peak RssAnon in MB)."""
-    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
-        started = time.perf_counter()
-        proc = subprocess.Popen(cmd, stdout=out, stderr=err)
-        status_file, peak = Path(f"/proc/{proc.pid}/status"), 0
-        while True:
-            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
-            if pid:
-                break
-            try:
-                for line in status_file.read_text().splitlines():
-                    if line.startswith("RssAnon:"):
-                        peak = max(peak, int(line.split()[1]))
-            except (OSError, ValueError, IndexError):
-                pass
-            time.sleep(0.02)
-        seconds = time.perf_counter() - started
-        proc.returncode = os.waitstatus_to_exitcode(status)
-        out.seek(0)
-        err.seek(0)
-        cpu = usage.ru_utime + usage.ru_stime
-        run = Run(seconds, cpu, usage.ru_maxrss / 1024, out.read(), err.read())
-    if proc.returncode != 0:
-        raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{run.stderr[-3000:]}")
-    return run, peak / 1024
 
 
 def drop_caches() -> bool:
@@ -92,11 +63,11 @@ def import_index(cache: Path, model: Path, n: int, shards: list[Path]) -> dict:
     shutil.rmtree(index_dir, ignore_errors=True)
     say(f"{n:,} vectors: clipsearch import of {len(shards)} shards")
     cmd = [*CLIPSEARCH, "import", *map(str, shards), "--model", str(model), "--precision", "int8"]
-    run, peak = run_watched([*cmd, "--index", str(index_dir), "-q"])
+    done = run([*cmd, "--index", str(index_dir), "-q"], anon=True)
     info = {
-        "import_s": run.seconds,
-        "import_peak_anon_mb": peak,
-        "import_maxrss_mb": run.peak_rss_mb,
+        "import_s": done.seconds,
+        "import_peak_anon_mb": done.peak_anon_mb,
+        "import_maxrss_mb": done.peak_rss_mb,
     }
     stamp.write_text(json.dumps(info))
     return info
@@ -112,8 +83,12 @@ def add_vectors(cache: Path, model: Path, index_dir: Path, n: int, seed: int) ->
         lines = [json.dumps({"path": f"/added/{seed}/{i:07d}.jpg"}) + "\n" for i in range(n)]
         (shard / "items.jsonl").write_text("".join(lines))
     cmd = [*CLIPSEARCH, "import", str(shard), "--index", str(index_dir), "-q"]
-    run, peak = run_watched(cmd)
-    return {"seconds": run.seconds, "peak_anon_mb": peak, "maxrss_mb": run.peak_rss_mb}
+    done = run(cmd, anon=True)
+    return {
+        "seconds": done.seconds,
+        "peak_anon_mb": done.peak_anon_mb,
+        "maxrss_mb": done.peak_rss_mb,
+    }
 
 
 def exact_top10(shards: list[Path], n: int, queries: np.ndarray) -> np.ndarray:
