@@ -11,7 +11,6 @@ inside the search (issue 14's filters), so a selective filter still returns k re
 
 from __future__ import annotations
 
-import hashlib
 import os
 import threading
 import time
@@ -86,6 +85,8 @@ class _ArraySource:
     def __init__(self, vectors: np.ndarray, ids: np.ndarray):
         self.vectors, self.ids = vectors, ids
         self.dim = int(vectors.shape[1]) if vectors.ndim == 2 else 0
+        import hashlib
+
         self.key = "all-" + hashlib.sha1(ids.tobytes()).hexdigest()[:16]
 
     def counts(self) -> list[tuple[str, int]]:

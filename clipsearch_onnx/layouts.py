@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -118,6 +117,8 @@ class Layout:
 def train(dest: Path, kind: str, sample: np.ndarray, nlist: int, count: int) -> Layout:
     """Trains a layout on `sample` (float32 [S, D], uniform over the collection of `count`
     vectors; may be a memmap) and writes it to `dest`."""
+    import shutil
+
     import faiss
 
     dim = int(sample.shape[1])

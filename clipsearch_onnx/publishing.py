@@ -19,18 +19,13 @@ any point leaves the published generation untouched and the next publication reu
 
 from __future__ import annotations
 
-import hashlib
 import math
 import os
-import shutil
 import time
-import uuid
-from collections import deque
 from collections.abc import Callable, Collection, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
@@ -39,6 +34,9 @@ from clipsearch_onnx.errors import IndexCorrupt, IndexError_
 from clipsearch_onnx.generations import VECTORS
 from clipsearch_onnx.layouts import Layout
 from clipsearch_onnx.segments import Segment
+
+if TYPE_CHECKING:
+    from concurrent.futures import Future
 
 DEFAULT_IVF_THRESHOLD = 200_000
 DEFAULT_MEMORY = 768 << 20  # bytes of encoded chunk + vectors in flight while publishing
@@ -126,7 +124,7 @@ def publish(
     vec, build = index_dir / VECTORS, index_dir / VECTORS / BUILD
     vec.mkdir(parents=True, exist_ok=True)
     for path in vec.glob(".*"):  # temporaries of a killed run (build/ is reused instead)
-        shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink()
+        _remove(path)
     prev = _previous(index_dir)
     generation = int(prev.get("generation", 0)) + 1 if prev else 1
     counts = [(str(k), int(n)) for k, n in source.counts() if n > 0]
@@ -175,6 +173,18 @@ def publish(
     return meta
 
 
+def _uuid_hex(n: int) -> str:
+    import uuid  # (imports deferred here and below: searching imports this module too)
+
+    return uuid.uuid4().hex[:n]
+
+
+def _remove(path: Path) -> None:
+    import shutil
+
+    shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
+
+
 def _previous(index_dir: Path) -> dict[str, Any] | None:
     try:
         return generations.read_meta(index_dir)
@@ -202,7 +212,7 @@ def _trained(
         if int(layout.info["dim"]) == source.dim:
             return layout
     build.mkdir(parents=True, exist_ok=True)
-    dest = build / f"layout-{kind}-{nlist}-{uuid.uuid4().hex[:6]}"
+    dest = build / f"layout-{kind}-{nlist}-{_uuid_hex(6)}"
     if nlist == 1:
         return layouts.train(dest, kind, np.zeros((0, source.dim), np.float32), 1, total)
     size = coarse.sample_size(nlist, total)
@@ -257,6 +267,10 @@ def _encode(
 ) -> _Held:
     """Encodes the `new` parts into chunks (bounded by `memory`), then joins the chunks into one
     new segment. A chunk already encoded by a killed run (same layout, same slices) is reused."""
+    import hashlib
+    from collections import deque
+    from concurrent.futures import ThreadPoolExecutor
+
     cs = layout.code_size
     chunk_rows = max(1024, (memory // 2) // (cs + 16))
     batch_rows = max(256, min(16384, (memory // 4) // (4 * layout.shell.d * (WORKERS + 1))))
@@ -317,7 +331,7 @@ def _encode(
             drain(0)
     if buffers:
         raise IndexCorrupt("the shards changed while publishing; run the command again")
-    dest = vec / f"seg-{uuid.uuid4().hex[:10]}"
+    dest = vec / f"seg-{_uuid_hex(10)}"
     if len(names) == 1:
         os.replace(build / names[0], dest)
     else:
@@ -381,7 +395,7 @@ def _tidy(vec: Path, held: list[_Held], progress: Progress) -> list[_Held]:
             group = [h for h in held if h.dead_fraction > MAX_DEAD][:1]
         if not group:
             return held
-        dest = vec / f"seg-{uuid.uuid4().hex[:10]}"
+        dest = vec / f"seg-{_uuid_hex(10)}"
         progress.start("merging", len(group[0].segment.sizes))
         segments.merge(dest, [(h.segment, h.keep) for h in group], progress.advance)
         merged = Segment.load(dest, group[0].segment.code_size)
@@ -444,7 +458,7 @@ def _remove_unused(index_dir: Path, meta: dict[str, Any], prev: dict[str, Any] |
     vec = index_dir / VECTORS
     for path in vec.iterdir():
         if path.name not in keep:
-            shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink()
+            _remove(path)
     for pattern in ("vectors.*.faiss", "ids.*.npy"):  # the single-file generations of format 1
         for path in index_dir.glob(pattern):
             if path.name not in keep:

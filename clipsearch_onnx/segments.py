@@ -16,10 +16,8 @@ but prints to stdout and cannot drop entries.
 
 from __future__ import annotations
 
-import ctypes
 import json
 import os
-import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,6 +60,8 @@ def _finish(tmp: Path, dest: Path, parts: Sequence[Piece], sizes: np.ndarray) ->
 
 
 def _tmp_for(dest: Path, prefix: str) -> Path:
+    import shutil
+
     tmp = dest.with_name(f"{prefix}{dest.name}")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
@@ -136,6 +136,8 @@ class Segment:
         """The lists as a read-only, memory-mapped faiss OnDiskInvertedLists. Its table of
         (size, capacity, offset) per list is filled in directly (three size_t per list): faiss's
         own reader of that table announces itself on stdout, which is our data channel."""
+        import ctypes
+
         import faiss
 
         nlist = len(self.sizes)
