@@ -91,3 +91,24 @@ def test_catalogs_from_before_the_record_are_read(indexed_collection, tmp_path):
 def test_a_damaged_catalog_has_no_record_so_rebuild_can_start(tmp_path):
     (tmp_path / "catalog.sqlite").write_bytes(b"not a database" * 100)
     assert models.read_record(tmp_path) is None
+
+
+def test_models_command_lists_recommendations_and_exported_folders(siglip, tmp_path):
+    from tests.fixtures_collection import run_cli
+
+    shutil.copytree(siglip.model, tmp_path / "models" / "siglip")
+    proc = run_cli("models", "--json", home=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(proc.stdout)
+    hub_ids = [r["hub_id"] for r in data["recommended"]]
+    assert hub_ids[0] == "openai/clip-vit-base-patch32"  # the default stays first
+    assert {"laion/CLIP-ViT-B-32-laion2B-s34B-b79K", "google/siglip2-base-patch32-256"} <= set(
+        hub_ids
+    )
+    assert all(r["export"].startswith("make export MODEL=") for r in data["recommended"])
+    [found] = data["installed"]
+    assert (found["family"], found["source"], found["default"]) == (
+        "siglip",
+        "someone/tiny-siglip",
+        False,
+    )

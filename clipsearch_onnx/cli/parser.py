@@ -23,6 +23,7 @@ COMMANDS = {
     "import": "import_",  # `import` is a keyword
     "embed": "embed",
     "eval": "eval",
+    "models": "models",
     "dataset": "dataset",
     "tui": "tui",
     "serve": "serve",
