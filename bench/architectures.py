@@ -67,15 +67,12 @@ def build(arch: Arch) -> Any:
             vision_config={**arch.vision},
             projection_dim=arch.projection,
         )
-        model = CLIPModel(config)
-    else:
-        config = SiglipConfig(
-            text_config={"vocab_size": SIGLIP2_VOCAB, **arch.text},
-            vision_config={**arch.vision},
-        )
-        model = SiglipModel(config)
-    model.set_attn_implementation("eager")
-    return model.eval()
+        return CLIPModel._from_config(config, attn_implementation="eager").eval()
+    config = SiglipConfig(
+        text_config={"vocab_size": SIGLIP2_VOCAB, **arch.text},
+        vision_config={**arch.vision},
+    )
+    return SiglipModel._from_config(config, attn_implementation="eager").eval()
 
 
 def params(module: Any) -> int:
