@@ -26,6 +26,7 @@ CONFIG_FILES = [
     "vocab.json",
     "merges.txt",
     "processor_config.json",
+    "spiece.model",  # SigLIP v1's SentencePiece tokenizer (converted by the export)
 ]
 SAFETENSORS = ["model.safetensors", "model.safetensors.index.json", "model-*.safetensors"]
 PYTORCH_BIN = ["pytorch_model.bin", "pytorch_model.bin.index.json", "pytorch_model-*.bin"]

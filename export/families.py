@@ -60,25 +60,28 @@ def load(family: str, directory: Path) -> tuple[Any, Any, Any]:
 
 
 def _fast_tokenizer(directory: Path) -> Any:
+    """The checkpoint's own tokenizer: a fast one (tokenizer.json, e.g. SigLIP 2's Gemma), or
+    SigLIP v1's slow SentencePiece one, which the export converts (export/siglip_spm.py)."""
     from transformers import AutoTokenizer
 
     try:
         tokenizer = AutoTokenizer.from_pretrained(directory)
-    except (ImportError, ValueError, OSError) as exc:
-        if "sentencepiece" in str(exc).lower() or "SentencePiece" in type(exc).__name__:
-            raise SourceError(
-                f"the tokenizer of {directory} is a slow SentencePiece tokenizer (spiece.model, "
-                "as in SigLIP v1 checkpoints) and no tokenizer.json; the runtime needs a fast "
-                "tokenizer (tokenizer.json), e.g. a SigLIP 2 checkpoint"
-            ) from None
-        raise
-    if not getattr(tokenizer, "is_fast", False):
+    except ImportError as exc:
+        raise SourceError(
+            f"the tokenizer of {directory} needs a library that is missing ({_first(exc)}); "
+            "SigLIP v1 tokenizers need `pip install sentencepiece` (in the export extra)"
+        ) from None
+    if not getattr(tokenizer, "is_fast", False) and type(tokenizer).__name__ != "SiglipTokenizer":
         raise SourceError(
             f"the tokenizer of {directory} ({type(tokenizer).__name__}) has no fast "
-            "(tokenizer.json) form, which the runtime needs; SigLIP v1 checkpoints ship only a "
-            "slow SentencePiece tokenizer: use a SigLIP 2 checkpoint"
+            "(tokenizer.json) form, which the runtime needs"
         )
     return tokenizer
+
+
+def _first(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
 
 
 def embedding_dim(family: str, model: Any) -> int:

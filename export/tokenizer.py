@@ -3,8 +3,9 @@
 CLIP: the checkpoint's tokenizer.json is copied (or built from its BPE files) and the runtime
 applies CLIP's rules to it ("clip" kind). SigLIP: the fast tokenizer transformers loaded is saved
 as it is configured (its post-processor, e.g. SigLIP 2's no-bos/eos settings, comes from
-tokenizer_config.json, not from the shipped file) and the runtime truncates and pads it as
-transformers does ("fast" kind).
+tokenizer_config.json, not from the shipped file), or SigLIP v1's slow SentencePiece tokenizer is
+converted (export/siglip_spm.py); the runtime truncates and pads it as transformers does ("fast"
+kind).
 
 Either way the runtime tokenizer (`clipsearch_onnx.tokenizer`) is built from what was written and
 must return exactly what the checkpoint's own tokenizer returns (the same keys, the same ids and
@@ -52,7 +53,12 @@ def write(ckpt, model_dir: Path) -> dict[str, Any]:
     else:
         from tokenizers import Tokenizer
 
-        backend = Tokenizer.from_str(tok.backend_tokenizer.to_str())
+        if tok.is_fast:
+            backend = Tokenizer.from_str(tok.backend_tokenizer.to_str())
+        else:  # SigLIP v1's slow SentencePiece tokenizer
+            from export.siglip_spm import convert
+
+            backend = convert(tok)
         backend.no_padding()
         backend.no_truncation()
         backend.save(str(out))

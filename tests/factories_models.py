@@ -4,8 +4,9 @@
 (config.json with model_type "siglip", safetensors weights, a Gemma-style SentencePiece/Unigram
 tokenizer.json with tokenizer_config.json and special_tokens_map.json, preprocessor_config.json),
 with a vocabulary learned by the `tokenizers` library from a small corpus and seeded random
-weights. `text_inputs=("input_ids",)` makes a SigLIP (v1)-style tokenizer that returns no
-attention mask, as google/siglip-* checkpoints' tokenizers do.
+weights. With `spm=True` it is a SigLIP (v1) checkpoint instead: a slow SentencePiece tokenizer
+(spiece.model, trained here by the `sentencepiece` library; transformers' SiglipTokenizer) whose
+tokenizer_config.json says model_input_names ["input_ids"], as google/siglip-* checkpoints do.
 """
 
 from __future__ import annotations
@@ -55,6 +56,27 @@ def make_siglip_tokenizer(
     )
 
 
+def make_siglip_spm_tokenizer(corpus: Iterable[str], folder: Path, vocab_size: int = 300):
+    """A SigLIP (v1)-style slow SentencePiece tokenizer: pad 0, eos 1, unk 2, no bos."""
+    import io
+
+    import sentencepiece
+    from transformers import SiglipTokenizer
+
+    model = io.BytesIO()
+    sentencepiece.SentencePieceTrainer.train(
+        sentence_iterator=iter(list(corpus) * 3), model_writer=model, vocab_size=vocab_size,
+        model_type="unigram", pad_id=0, eos_id=1, unk_id=2, bos_id=-1, pad_piece="<pad>",
+        eos_piece="</s>", unk_piece="<unk>", character_coverage=1.0, minloglevel=2,
+        normalization_rule_name="nmt_nfkc",
+    )  # fmt: skip
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "spiece.model").write_bytes(model.getvalue())
+    return SiglipTokenizer(
+        str(folder / "spiece.model"), model_max_length=64, model_input_names=["input_ids"]
+    )
+
+
 def make_tiny_siglip(
     out_dir: Path,
     *,
@@ -65,6 +87,7 @@ def make_tiny_siglip(
     heads: int = 2,
     text_length: int = 64,
     text_inputs: Sequence[str] = (),
+    spm: bool = False,
     seed: int = 0,
 ) -> Path:
     """Save a tiny randomly initialised SiglipModel checkpoint in hub layout into `out_dir`."""
@@ -73,9 +96,11 @@ def make_tiny_siglip(
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    tokenizer = make_siglip_tokenizer(
-        [*default_corpus(), *MULTILINGUAL.splitlines()], text_inputs=text_inputs
-    )
+    corpus = [*default_corpus(), *MULTILINGUAL.splitlines()]
+    if spm:
+        tokenizer = make_siglip_spm_tokenizer(corpus, out_dir)
+    else:
+        tokenizer = make_siglip_tokenizer(corpus, text_inputs=text_inputs)
     common = dict(
         hidden_size=hidden,
         intermediate_size=hidden * 4,

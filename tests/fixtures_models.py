@@ -4,7 +4,8 @@ export`'s code path.
 - `siglip`: a SigLIP 2-style SiglipModel (Gemma-style tokenizer returning input_ids + mask),
   exported through the hub path (`--model someone/tiny-siglip`) with only huggingface_hub's two
   network calls faked, so the download code runs as it does for a real hub id.
-- `siglip_v1`: a SigLIP (v1)-style one whose tokenizer returns input_ids only.
+- `siglip_v1`: a SigLIP (v1)-style one: a slow SentencePiece tokenizer (spiece.model) returning
+  input_ids only, which the export converts to a tokenizer.json.
 - `clip16`: a CLIP with patch 16, 112 px images and projection 40 (nothing may assume 32/224/512).
 """
 
@@ -79,7 +80,7 @@ def siglip(tmp_path_factory: pytest.TempPathFactory) -> Exported:
 def siglip_v1(tmp_path_factory: pytest.TempPathFactory) -> Exported:
     ckpt = make_tiny_siglip(
         tmp_path_factory.mktemp("siglip-v1-ckpt"), image_size=48, patch_size=16, seed=3,
-        text_inputs=("input_ids",),
+        spm=True,
     )  # fmt: skip
     return Exported(ckpt, _export(str(ckpt), tmp_path_factory.mktemp("siglip-v1") / "model"))
 

@@ -135,3 +135,29 @@ def test_siglip_probability_is_pytorchs_sigmoid_logit(siglip, pictures, tmp_path
     cos = (t @ i.T).numpy()
     ours = np.vectorize(manifest.probability)(cos)
     np.testing.assert_allclose(ours, torch.sigmoid(logits).numpy(), rtol=1e-4, atol=1e-9)
+
+
+def test_siglip_v1_sentencepiece_tokenizer_is_reproduced_on_random_text(siglip_v1):
+    """The converted tokenizer.json (export/siglip_spm.py), as the runtime applies it, against
+    the checkpoint's slow SiglipTokenizer on random mixes of cases, punctuation, spaces, scripts."""
+    import random
+
+    from transformers import AutoTokenizer
+
+    from clipsearch_onnx.tokenizer import tokenizer_for
+
+    slow = AutoTokenizer.from_pretrained(siglip_v1.checkpoint)
+    assert type(slow).__name__ == "SiglipTokenizer"
+    ours = tokenizer_for(Manifest.load(siglip_v1.model))
+    rng = random.Random(0)
+    alphabet = list(" \t\n  abcdeXYZ0189.,!?'-\"()éüñÅß😀犬が一只狗▁<>/＂！") + ["dog ", "Strand "]
+    texts = ["".join(rng.choice(alphabet) for _ in range(rng.randint(0, 90))) for _ in range(300)]
+    want = slow(texts, padding="max_length", max_length=64, truncation=True, return_tensors="np")
+    got = ours.feeds(texts)
+    assert list(got) == ["input_ids"]
+    mismatched = [
+        t
+        for t, a, b in zip(texts, got["input_ids"], want["input_ids"], strict=True)
+        if list(a) != list(b)
+    ]
+    assert not mismatched, mismatched[:3]
