@@ -27,6 +27,7 @@ class WebCollection:
     index: Path
     images: list[Path]
     captions: dict[str, list[str]]
+    captions_file: Path
     home: Path  # CLIPSEARCH_HOME and XDG_RUNTIME_DIR of the commands run on it
 
 
@@ -103,7 +104,7 @@ def web_collection(exported_model: Path, tmp_path_factory: pytest.TempPathFactor
     assert main([*args, "--captions", str(captions_file), "--quiet"]) == 0
     home = root / "home"
     home.mkdir()
-    return WebCollection(photos, exported_model, index, images, captions, home)
+    return WebCollection(photos, exported_model, index, images, captions, captions_file, home)
 
 
 @pytest.fixture(scope="session")

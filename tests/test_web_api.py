@@ -219,3 +219,23 @@ async def _token_checks() -> None:
         assert "HttpOnly" in first.headers["set-cookie"]
         cookie = {"Cookie": "theme=dark; clipsearch_token=s3cret"}
         assert (await c.get("/", headers=cookie)).status_code == 200
+
+
+def test_a_republished_index_is_answered_from_without_a_restart(client, web_collection, tmp_path):
+    from clipsearch_onnx.cli import main
+    from tests.factories import make_images
+
+    (extra,) = make_images(tmp_path, 1, size=(80, 60), seed=99)
+    added = web_collection.photos / "added-later.jpg"
+    index = ["--model", str(web_collection.model), "--index", str(web_collection.index), "-q"]
+    index += ["--captions", str(web_collection.captions_file)]
+    added.write_bytes(extra.read_bytes())
+    try:
+        assert main(["index", str(web_collection.photos), *index]) == 0
+        assert client.get("/api/info").json()["count"] == len(web_collection.images) + 1
+        files = {"image": ("new.jpg", added.read_bytes(), "image/jpeg")}
+        assert client.post("/api/search", files=files).json()["results"][0]["path"] == str(added)
+    finally:
+        added.unlink()
+        assert main(["index", str(web_collection.photos), *index]) == 0
+    assert client.get("/api/info").json()["count"] == len(web_collection.images)
