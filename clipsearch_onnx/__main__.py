@@ -1,3 +1,3 @@
-from clipsearch_onnx.cli import main
+from clipsearch_onnx.entry import main
 
 raise SystemExit(main())

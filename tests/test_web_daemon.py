@@ -10,10 +10,11 @@ import shutil
 import socket
 import subprocess
 import tempfile
+from pathlib import Path
 
 import pytest
 
-from clipsearch_onnx.daemon import socket_path
+from clipsearch_onnx.daemon import settings_env, socket_path
 from tests.fixtures_web import clipsearch_cmd, web_env
 
 HEAVY = ("numpy", "onnxruntime", "faiss", "PIL", "tokenizers")
@@ -60,8 +61,9 @@ def test_a_search_through_the_server_prints_what_a_local_search_prints(
     assert served.stdout.strip()
     assert without_took(served.stdout) == without_took(local.stdout)
     assert quiet(served.stderr) == quiet(local.stderr) == ""
-    # The answer came from the server: this process loaded none of what a search needs.
-    assert not imported(served.stderr) & set(HEAVY)
+    # The answer came from the server: this process loaded none of what a search needs, nor
+    # the command line itself (the server parsed the arguments).
+    assert not imported(served.stderr) & {*HEAVY, "argparse"}
     assert set(HEAVY) - {"PIL"} <= imported(local.stderr)
 
 
@@ -72,7 +74,7 @@ def test_without_a_server_the_search_is_local_and_silent(web_server, web_collect
     try:
         first = search(web_collection, "a red car", "--json", **env)
         monkeypatch.setenv("XDG_RUNTIME_DIR", runtime)
-        stale = socket_path(web_collection.index)
+        stale = Path(socket_path(web_collection.index))
         stale.parent.mkdir(mode=0o700)
         with socket.socket(socket.AF_UNIX) as sock:
             sock.bind(str(stale))  # bound, never listening: connections are refused
@@ -96,17 +98,21 @@ def test_what_the_server_cannot_answer_exactly_is_answered_locally(web_server, w
     cmd = clipsearch_cmd("search", "--image", "nope.jpg", *index)
     gone = subprocess.run(cmd, capture_output=True, text=True, env=env)
     assert gone.returncode == 5 and "nope.jpg does not exist" in gone.stderr
+    # An option beyond a plain query (another thread count here) is searched for locally.
+    served = search(web_collection, "a cat", "--threads", "2", PYTHONPROFILEIMPORTTIME="1")
+    assert "onnxruntime" in imported(served.stderr) and served.stdout.strip()
 
 
 def test_the_socket_is_private(web_server, web_collection, monkeypatch):
     monkeypatch.setenv("XDG_RUNTIME_DIR", web_env(web_collection.home)["XDG_RUNTIME_DIR"])
-    path = socket_path(web_collection.index)
+    path = Path(socket_path(web_collection.index))
     assert path.stat().st_mode & 0o777 == 0o600
     assert path.parent.stat().st_mode & 0o777 == 0o700
-    request = {"v": 1, "op": "search", "index": "/elsewhere", "text": "x", "k": 1}
+    env = settings_env(web_env(web_collection.home))
+    request = {"v": 2, "op": "cli", "argv": ["x"], "cwd": "/", "env": {**env, "HOME": "/elsewhere"}}
     with socket.socket(socket.AF_UNIX) as sock:
         sock.connect(str(path))
         sock.sendall(json.dumps(request).encode() + b"\n")
         sock.shutdown(socket.SHUT_WR)
         answer = json.loads(sock.makefile("rb").read())
-    assert answer["ok"] is False  # another index: declined, never answered with ours
+    assert answer["ok"] is False  # another environment: declined, the client searches itself

@@ -16,25 +16,19 @@ import stat
 import struct
 import sys
 import threading
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from clipsearch_onnx.daemon import PROTOCOL, socket_path
 from clipsearch_onnx.errors import ClipSearchError
-from clipsearch_onnx.manifest import Manifest
-from clipsearch_onnx.search import Searcher
 
+from .remote_search import Decline, answer
 from .service import SearchService
 
 MAX_REQUEST = 1 << 20
 READ_TIMEOUT_S = 5.0
 ANSWER_TIMEOUT_S = 60.0
 MAX_CLIENTS = 16
-
-
-class Decline(Exception):
-    pass
 
 
 def private_dir(folder: Path) -> bool:
@@ -64,29 +58,10 @@ def _peer_uid(conn: socket.socket) -> int | None:
     return struct.unpack("3i", raw)[1]
 
 
-def search(request: dict[str, Any], s: Searcher) -> dict[str, Any]:
-    """`clipsearch search` as it would run locally, or Decline."""
-    model, precision = request.get("model"), request.get("precision")
-    if model is not None and Manifest.load(model).fingerprint != s.encoder.manifest.fingerprint:
-        raise Decline("another model")
-    if precision is not None and precision != s.encoder.precision:
-        raise Decline("another precision")
-    text, image, k = request.get("text"), request.get("image"), request.get("k")
-    if not (text is None or isinstance(text, str)) or not (image is None or isinstance(image, str)):
-        raise Decline("malformed request")
-    if not isinstance(k, int) or isinstance(k, bool) or k < 1:
-        raise Decline("malformed request")
-    response = s.search(text, image, k)
-    if image is not None:
-        response = replace(response, query={**response.query, "image": request.get("image_arg")})
-    return response.to_json()
-
-
 class QuerySocket:
     def __init__(self, service: SearchService):
         self.service = service
-        self.path = socket_path(service.index_dir)
-        self._index = os.path.realpath(service.index_dir)
+        self.path = Path(socket_path(service.index_dir))
         self._sock: socket.socket | None = None
         self._inode: int | None = None
         self._slots = threading.BoundedSemaphore(MAX_CLIENTS)
@@ -162,13 +137,13 @@ class QuerySocket:
             request = json.loads(raw)
             if not isinstance(request, dict) or request.get("v") != PROTOCOL:
                 raise Decline("protocol")
-            if request.get("op") != "search" or request.get("index") != self._index:
-                raise Decline("another index or operation")
-            future = self.service.pool.submit(self.service.run, lambda s: search(request, s))
-            response = future.result(timeout=ANSWER_TIMEOUT_S)
+            if request.get("op") != "cli":
+                raise Decline("unknown operation")
+            future = self.service.pool.submit(self.service.run, lambda s: answer(request, s))
+            stdout = future.result(timeout=ANSWER_TIMEOUT_S)
         except (ValueError, Decline, ClipSearchError) as exc:
             return {"v": PROTOCOL, "ok": False, "reason": str(exc)}
-        except Exception as exc:  # a bug: the client's local search still answers
+        except Exception as exc:  # a bug: the client still runs the search itself
             print(f"clipsearch serve: query socket: {exc!r}", file=sys.stderr)
             return {"v": PROTOCOL, "ok": False, "reason": "internal error"}
-        return {"v": PROTOCOL, "ok": True, "response": response}
+        return {"v": PROTOCOL, "ok": True, "stdout": stdout}

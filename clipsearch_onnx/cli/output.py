@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Any
+from typing import Any, TextIO
 
 
-def print_json(data: Any) -> None:
-    """One JSON document on one line."""
-    sys.stdout.write(json.dumps(data, ensure_ascii=False) + "\n")
+def print_json(data: Any, out: TextIO | None = None) -> None:
+    """One JSON document on one line (on stdout unless `out` says otherwise)."""
+    (out or sys.stdout).write(json.dumps(data, ensure_ascii=False) + "\n")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import TYPE_CHECKING, Any
+from typing import Any, TextIO
 
 from clipsearch_onnx.cli.options import add_common, settings_from
 from clipsearch_onnx.cli.output import print_json
@@ -16,9 +16,6 @@ from clipsearch_onnx.cli.parsing import JoinWords
 from clipsearch_onnx.cli.query_file import answer_queries, read_queries
 from clipsearch_onnx.cli.usage import add_command
 from clipsearch_onnx.errors import ExitCode, InputError
-
-if TYPE_CHECKING:
-    from clipsearch_onnx.settings import Settings
 
 
 def register(subparsers: Any) -> argparse.ArgumentParser:
@@ -67,25 +64,20 @@ def format_table(data: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_response(data: dict[str, Any], args: argparse.Namespace) -> None:
+def write_response(
+    data: dict[str, Any], args: argparse.Namespace, out: TextIO | None = None
+) -> None:
+    """Writes a search's JSON (`Response.to_json()`) as the arguments ask, on stdout unless `out`
+    says otherwise: `clipsearch serve` calls it for a search it answers in place of this process
+    (issue 15)."""
+    out = out or sys.stdout
     if args.json:
-        print_json(data)
+        print_json(data, out)
     elif args.jsonl:
         for result in data["results"]:
-            print_json(result)
+            print_json(result, out)
     else:
-        sys.stdout.write(format_table(data))
-
-
-def ask_server(settings: Settings, args: argparse.Namespace) -> dict[str, Any] | None:
-    """A running `clipsearch serve`'s answer for this index, None without one (issue 15: no
-    model loading for a one-shot query). Standard library only up to here."""
-    from clipsearch_onnx import daemon
-
-    request = daemon.search_request(
-        args.text, args.image, args.k, settings.model_dir, settings.precision
-    )
-    return daemon.ask(settings.resolved_index_dir(), request)
+        out.write(format_table(data))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -95,11 +87,6 @@ def run(args: argparse.Namespace) -> int:
         raise InputError("give a TEXT, --image PATH, or --queries FILE")
     queries = read_queries(args.queries) if args.queries is not None else None
     settings = settings_from(args)
-    if queries is None:
-        answer = ask_server(settings, args)
-        if answer is not None:
-            write_response(answer, args)
-            return ExitCode.OK
     from clipsearch_onnx.search import open_searcher
 
     # one query: load the text tower fast; a query file: run it fast
