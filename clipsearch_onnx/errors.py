@@ -30,10 +30,14 @@ class ClipSearchError(Exception):
     exit_code = ExitCode.ERROR
 
 
-class SettingsError(ClipSearchError):
-    """A setting (flag, CLIPSEARCH_* variable, config.toml) has a value that cannot be used."""
+class UsageError(ClipSearchError):
+    """Command-line arguments that cannot go together (argparse reports the rest itself)."""
 
     exit_code = ExitCode.USAGE
+
+
+class SettingsError(UsageError):
+    """A setting (flag, CLIPSEARCH_* variable, config.toml) has a value that cannot be used."""
 
 
 class ModelError(ClipSearchError):

@@ -1,21 +1,21 @@
 """`clipsearch search`: top-k images for a text, an image, or both; or many queries from a file.
 
 Options are added in `register` (grouped by what they do) and read in `run`; result formatting
-lives in its own functions so that new output modes and query kinds slot in beside the others.
+lives in cli/results.py (table, --paths, -0, --preview, --json, --jsonl), so that new output modes
+and query kinds slot in beside the others.
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
-from typing import Any, TextIO
+from typing import Any
 
 from clipsearch_onnx.cli.options import add_common, settings_from
-from clipsearch_onnx.cli.output import print_json
 from clipsearch_onnx.cli.parsing import JoinWords
 from clipsearch_onnx.cli.query_file import answer_queries, read_queries
+from clipsearch_onnx.cli.results import table_width, write_response
 from clipsearch_onnx.cli.usage import add_command
-from clipsearch_onnx.errors import ExitCode, InputError
+from clipsearch_onnx.errors import ExitCode, InputError, UsageError
 
 
 def register(subparsers: Any) -> argparse.ArgumentParser:
@@ -24,7 +24,9 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
         "search",
         help="search by text, by image, or both",
         description="Top-k images for a text, an image, or both (their embeddings "
-        "averaged). The index remembers its model, so --model is optional.",
+        "averaged). The index remembers its model, so --model is optional. On a terminal the "
+        "results are a table with a header that fits its width (file names are never cut); "
+        "in a pipe, one row per result with the whole path.",
     )
     p.add_argument(
         "text",
@@ -39,6 +41,27 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     out = p.add_mutually_exclusive_group()
     out.add_argument("--json", action="store_true", help="one JSON object with query and results")
     out.add_argument("--jsonl", action="store_true", help="one JSON line per result")
+    out.add_argument(
+        "--paths", action="store_true", help="the paths alone, one a line (those of --json)"
+    )
+    p.add_argument(
+        "-0",
+        "--null",
+        action="store_true",
+        help="the paths alone, each ended by a NUL byte (for xargs -0)",
+    )
+    p.add_argument(
+        "--preview",
+        nargs="?",
+        const="auto",
+        choices=("auto", "kitty", "sixel", "blocks"),
+        metavar="MODE",
+        help="a thumbnail under each row of the table: auto (the default MODE) draws with the "
+        "Kitty graphics protocol or Sixel where the terminal is known to have them, else "
+        "with coloured half blocks, and nothing when stdout is not a terminal; kitty, sixel or "
+        "blocks force that way, even into a pipe. CLIPSEARCH_GRAPHICS=kitty|sixel|blocks|none "
+        "replaces the detection",
+    )
     p.add_argument(
         "--queries",
         metavar="FILE",
@@ -50,34 +73,13 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     return p
 
 
-def format_table(data: dict[str, Any]) -> str:
-    """The plain table of a search's JSON (`Response.to_json()`, local or from a server)."""
-    results = data["results"]
-    if not results:
-        return "no results (the index is empty)\n"
-    lines = []
-    for r in results:
-        caption = r["captions"][0] if r["captions"] else ""
-        if len(caption) > 60:
-            caption = caption[:59] + "…"
-        lines.append(f"{r['rank']:>3}  {r['score']:6.3f}  {caption:<60}  {r['path']}")
-    return "\n".join(lines) + "\n"
-
-
-def write_response(
-    data: dict[str, Any], args: argparse.Namespace, out: TextIO | None = None
-) -> None:
-    """Writes a search's JSON (`Response.to_json()`) as the arguments ask, on stdout unless `out`
-    says otherwise: `clipsearch serve` calls it for a search it answers in place of this process
-    (issue 15)."""
-    out = out or sys.stdout
-    if args.json:
-        print_json(data, out)
-    elif args.jsonl:
-        for result in data["results"]:
-            print_json(result, out)
-    else:
-        out.write(format_table(data))
+def check_output_options(args: argparse.Namespace) -> None:
+    if args.null and (args.json or args.jsonl):
+        raise UsageError("-0 writes paths; it does not go with --json or --jsonl")
+    if args.preview and (args.json or args.jsonl or args.paths or args.null):
+        raise UsageError("--preview draws the table's pictures; it goes with no other output mode")
+    if args.queries is not None and (args.paths or args.null or args.preview):
+        raise UsageError("--queries answers in JSON lines; --paths, -0 and --preview need a query")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -85,6 +87,7 @@ def run(args: argparse.Namespace) -> int:
         raise InputError("-k must be at least 1")
     if args.queries is None and args.text is None and args.image is None:
         raise InputError("give a TEXT, --image PATH, or --queries FILE")
+    check_output_options(args)
     queries = read_queries(args.queries) if args.queries is not None else None
     settings = settings_from(args)
     from clipsearch_onnx.search import open_searcher
@@ -97,5 +100,5 @@ def run(args: argparse.Namespace) -> int:
         response = searcher.search(args.text, args.image, args.k)
     finally:
         searcher.close()
-    write_response(response.to_json(), args)
+    write_response(response.to_json(), args, columns=table_width())
     return ExitCode.OK
