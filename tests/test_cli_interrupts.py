@@ -64,7 +64,7 @@ class Trigger:
 sys.meta_path.insert(0, Trigger())
 
 # from here on, the console script that pip writes
-from clipsearch_onnx.cli import main
+from clipsearch_onnx.entry import main
 if __name__ == "__main__":
     sys.argv[0] = re.sub(r"(-script\\.pyw|\\.exe)?$", "", sys.argv[0])
     sys.exit(main())
