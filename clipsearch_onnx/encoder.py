@@ -19,7 +19,6 @@ from clipsearch_onnx.manifest import Manifest
 from clipsearch_onnx.tokenizer import Tokenizer, tokenizer_for
 
 if TYPE_CHECKING:
-    from PIL import Image
 
     from clipsearch_onnx.preprocess import Preprocessor
 
@@ -140,8 +139,3 @@ class Encoder:
         if len(pixels) == 0:
             return np.zeros((0, self.dim), dtype=np.float32)
         return normalise(self.session("vision").run({"pixel_values": pixels}))
-
-    def embed_images(self, images: Sequence[Image.Image]) -> np.ndarray:
-        if not images:
-            return np.zeros((0, self.dim), dtype=np.float32)
-        return self.embed_pixels(self.preprocess(list(images)))

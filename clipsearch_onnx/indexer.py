@@ -228,7 +228,7 @@ class Indexer:
                         report.skipped.append((f.path, outcome.reason))
                         self.progress.skip(f.path, outcome.reason)
                     else:
-                        good.append((f, *outcome))
+                        good.append((f, outcome.sha256, outcome.pixels))
                 if good:
                     emb = self.encoder.embed_pixels(np.stack([g[2] for g in good]))
                     for f, digest, _ in good:

@@ -1,39 +1,129 @@
-"""Decoding ahead of inference: worker threads read and preprocess the next images while ONNX
-Runtime runs the current batch (Pillow and numpy release the GIL while they work).
+"""The one way from an image file to a vector, used by every command that embeds an image file
+(index, eval, embed, search --image, the TUI, web uploads, distributed partitions).
 
-JPEGs are decoded in draft mode by default: libjpeg scales them down by 1/2, 1/4 or 1/8 while
-decoding, never below the preprocessor's resize target. On 1-12 MP photos this cuts decoding and
-resizing from ~125 to ~25 ms per image, and changes the preprocessed pixels by under half a grey
-level on average (image-embedding cosine to a full decode > 0.99999; see BENCHMARKS.md)."""
+Reference decoding: transformers' `CLIPImageProcessor` on a full Pillow decode (what the model was
+trained and exported against). `REFERENCE` reproduces it exactly (tests/test_preprocess.py).
+
+The default, `FAST`, differs only for JPEGs at least 4x larger than the resize target on both
+sides: libjpeg decodes them at 1/2, 1/4 or 1/8 scale (DCT scaling), never below
+`REDUCE_FACTOR` x the resize target, and the exact bicubic resize then runs over the region that
+holds the whole picture, with the full-resolution geometry. Measured on the sensitive tiny
+checkpoint (weights std 0.2, two images ~0.5 apart; bench/decoding.py, fp32), image-embedding
+cosine to the reference >= 0.9999 per image over photo-sized (1-12 MP) and web-sized (0.2-0.5 MP)
+JPEGs; decoding only down to 1x the target (the old draft mode) fell to 0.99.
+"""
 
 from __future__ import annotations
 
 import hashlib
+import math
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import TypeVar
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
 
+from clipsearch_onnx.decode import FileFacts, decode, read_facts, reason
 from clipsearch_onnx.errors import ImageError
-from clipsearch_onnx.preprocess import Preprocessor, load_image
+
+if TYPE_CHECKING:
+    from clipsearch_onnx.encoder import Encoder
+    from clipsearch_onnx.preprocess import Preprocessor
+
+__all__ = [
+    "DECODINGS",
+    "DEFAULT_DECODING",
+    "FAST",
+    "REFERENCE",
+    "FileFacts",
+    "Loaded",
+    "decoded_batches",
+    "embed_bytes",
+    "embed_file",
+    "read_bytes",
+    "read_facts",
+    "read_file",
+]
 
 T = TypeVar("T")
-Loaded = tuple[str, np.ndarray]  # (sha256 of the file, preprocessed pixels [3, S, S])
+FAST, REFERENCE = "fast", "reference"
+DECODINGS = (FAST, REFERENCE)
+DEFAULT_DECODING = FAST
+REDUCE_FACTOR = 2  # a reduced JPEG decode keeps at least this many pixels per output pixel
 
 
-def read_file(path: str, preprocess: Preprocessor, draft: bool = True) -> Loaded:
-    """Reads a file once: its sha256 and its preprocessed pixels."""
+@dataclass(frozen=True)
+class Loaded:
+    """One file, read once: its content hash, its model input and its facts."""
+
+    sha256: str
+    pixels: np.ndarray  # float32 [3, S, S]
+    facts: FileFacts
+
+
+def reduce_to(preprocess: Preprocessor) -> Callable[[int, int], tuple[int, int]]:
+    """How far FAST decoding may reduce a picture of a given size, for this preprocessor."""
+
+    def least(width: int, height: int) -> tuple[int, int]:
+        w, h = preprocess.resized_size(width, height)
+        return max(1, math.ceil(w * REDUCE_FACTOR)), max(1, math.ceil(h * REDUCE_FACTOR))
+
+    return least
+
+
+def read_bytes(
+    data: bytes, name: str | Path, preprocess: Preprocessor, decoding: str = DEFAULT_DECODING
+) -> Loaded:
+    """The bytes of one image file (`name` only names it in errors) -> Loaded; any failure
+    becomes an ImageError."""
+    if decoding not in DECODINGS:
+        raise ValueError(f"decoding must be one of {DECODINGS}, not {decoding!r}")
+    if not data:
+        raise ImageError(name, "empty file")
+    least = reduce_to(preprocess) if decoding == FAST else None
+    decoded = decode(name, data=data, reduce_to=least)
+    size = (decoded.facts.width, decoded.facts.height)
+    try:
+        pixels = preprocess.pixels(decoded.image, box=decoded.box, size=size)
+    except Exception as exc:  # noqa: BLE001 - e.g. MemoryError on a huge picture
+        raise ImageError(name, reason(exc)) from None
+    return Loaded(hashlib.sha256(data).hexdigest(), pixels, decoded.facts)
+
+
+def read_file(
+    path: str | Path, preprocess: Preprocessor, decoding: str = DEFAULT_DECODING
+) -> Loaded:
+    """Reads a file once: its sha256, its preprocessed pixels and its facts (raises ImageError)."""
     try:
         with open(path, "rb") as fh:
             data = fh.read()
-    except OSError as exc:
-        raise ImageError(path, f"cannot read: {exc.strerror}") from exc
-    if not data:
-        raise ImageError(path, "empty file")
-    image = load_image(path, data=data, draft=draft, min_side=preprocess.resize_shortest_edge)
-    return hashlib.sha256(data).hexdigest(), preprocess([image])[0]
+    except Exception as exc:  # noqa: BLE001 - OSError, MemoryError...: this file's problem
+        raise ImageError(path, reason(exc)) from None
+    return read_bytes(data, path, preprocess, decoding)
+
+
+def embed_file(encoder: Encoder, path: str | Path, decoding: str = DEFAULT_DECODING) -> np.ndarray:
+    """The unit vector float32 [D] of one image file (raises ImageError)."""
+    loaded = read_file(path, encoder.preprocess, decoding)
+    return encoder.embed_pixels(loaded.pixels[None])[0]
+
+
+def embed_bytes(
+    encoder: Encoder, data: bytes, name: str, decoding: str = DEFAULT_DECODING
+) -> np.ndarray:
+    """The unit vector float32 [D] of an image file's bytes, e.g. an upload (raises ImageError)."""
+    loaded = read_bytes(data, name, encoder.preprocess, decoding)
+    return encoder.embed_pixels(loaded.pixels[None])[0]
+
+
+def _read_safely(path: str, preprocess: Preprocessor, decoding: str) -> Loaded | ImageError:
+    try:
+        return read_file(path, preprocess, decoding)
+    except ImageError as exc:
+        return exc
 
 
 def decoded_batches(
@@ -42,17 +132,20 @@ def decoded_batches(
     preprocess: Preprocessor,
     batch_size: int,
     workers: int = 2,
-    draft: bool = True,
+    decoding: str = DEFAULT_DECODING,
 ) -> Iterator[list[tuple[T, Loaded | ImageError]]]:
-    """Batches of (item, (sha256, pixels) or the ImageError that stopped it), in input order,
-    with up to three batches decoding ahead."""
+    """Batches of (item, Loaded or the ImageError that stopped it), in input order, decoded by
+    `workers` threads up to three batches ahead of the consumer (Pillow and numpy release the
+    GIL while they work, so decoding overlaps inference)."""
+    if decoding not in DECODINGS:
+        raise ValueError(f"decoding must be one of {DECODINGS}, not {decoding!r}")
     with ThreadPoolExecutor(max(1, workers), thread_name_prefix="decode") as pool:
         queue: deque[tuple[T, Future]] = deque()
         it = iter(items)
 
         def submit() -> None:
             for item in it:
-                queue.append((item, pool.submit(read_file, path_of(item), preprocess, draft)))
+                queue.append((item, pool.submit(_read_safely, path_of(item), preprocess, decoding)))
                 return
 
         for _ in range(batch_size * 3):
@@ -62,11 +155,7 @@ def decoded_batches(
             while queue:
                 item, future = queue.popleft()
                 submit()
-                try:
-                    outcome: Loaded | ImageError = future.result()
-                except ImageError as exc:
-                    outcome = exc
-                batch.append((item, outcome))
+                batch.append((item, future.result()))
                 if len(batch) == batch_size:
                     yield batch
                     batch = []

@@ -108,12 +108,15 @@ class Searcher:
         if text is not None and text.strip():
             parts.append(self.encoder.embed_texts([text]))
         if image is not None:
-            from clipsearch_onnx.preprocess import load_image
+            from clipsearch_onnx.pipeline import embed_bytes, embed_file
 
             path = Path(image).expanduser()
-            if image_data is None and not path.exists():
+            if image_data is not None:
+                parts.append(embed_bytes(self.encoder, image_data, str(path))[None])
+            elif not path.exists():
                 raise InputError(f"query image {path} does not exist")
-            parts.append(self.encoder.embed_images([load_image(path, data=image_data)]))
+            else:
+                parts.append(embed_file(self.encoder, path)[None])
         if not parts:
             raise InputError("give a text, an image, or both to search for")
         # Text and image embeddings are unit vectors: their normalised sum weighs them equally.

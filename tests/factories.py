@@ -99,8 +99,12 @@ def make_tiny_clip(
     seed: int = 0,
     vocab_corpus: Iterable[str] | None = None,
     num_merges: int = 300,
+    weight_std: float | None = None,
 ) -> Path:
-    """Save a tiny randomly initialised CLIP checkpoint in hub layout into `out_dir`."""
+    """Save a tiny randomly initialised CLIP checkpoint in hub layout into `out_dir`.
+
+    With `weight_std`, every weight matrix and embedding is redrawn from N(0, weight_std) (see
+    `make_sensitive_clip`); layer norms and biases keep their initial values."""
     import torch
     from transformers import (
         CLIPConfig,
@@ -138,6 +142,11 @@ def make_tiny_clip(
     )
     torch.manual_seed(seed)
     model = CLIPModel(config).eval()
+    if weight_std is not None:
+        with torch.no_grad():
+            for param in model.parameters():
+                if param.dim() >= 2:
+                    param.normal_(0.0, weight_std)
     model.save_pretrained(out_dir, safe_serialization=True)
 
     slow = CLIPTokenizer(str(out_dir / "vocab.json"), str(out_dir / "merges.txt"))
@@ -150,6 +159,18 @@ def make_tiny_clip(
         image_std=CLIP_STD,
     ).save_pretrained(out_dir)
     return out_dir
+
+
+SENSITIVE_STD = 0.2
+
+
+def make_sensitive_clip(out_dir: Path, *, image_size: int = 32, seed: int = 0, **kw) -> Path:
+    """A tiny CLIP whose weights amplify pixel differences: 4 layers of width 64 whose weight
+    matrices are redrawn with std 0.2, so two different pictures have cosine ~0.5 (a stock tiny
+    CLIP gives ~0.95 to any pair) and a decoding that moves pixels by a grey level shows in the
+    cosine. Decoding fidelity is measured on it (clipsearch_onnx/pipeline.py, bench/decoding.py)."""
+    kw = {"patch_size": 8, "hidden": 64, "layers": 4, "heads": 4, **kw}
+    return make_tiny_clip(out_dir, image_size=image_size, seed=seed, weight_std=SENSITIVE_STD, **kw)
 
 
 def _draw_image(rng: random.Random, nprng: np.random.Generator, w: int, h: int) -> Image.Image:

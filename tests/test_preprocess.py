@@ -8,8 +8,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image, ImageOps
 
+from clipsearch_onnx.decode import MAX_PIXELS_ENV, load_image
 from clipsearch_onnx.errors import ImageError, InputError
-from clipsearch_onnx.preprocess import MAX_PIXELS_ENV, Preprocessor, load_image
+from clipsearch_onnx.preprocess import Preprocessor
 from tests.factories import CLIP_MEAN, CLIP_STD, make_images
 
 SIZES = [(8, 6), (6, 8), (1, 1), (32, 32), (33, 31), (31, 33), (40, 300), (300, 40),

@@ -140,8 +140,8 @@ def test_odd_but_valid_files_are_indexed_and_invalid_ones_named(tmp_path, export
 
 
 def test_png_with_a_bad_idat_checksum_is_refused(tmp_path):
+    from clipsearch_onnx.decode import load_image
     from clipsearch_onnx.errors import ImageError
-    from clipsearch_onnx.preprocess import load_image
 
     png = io.BytesIO()
     mosaic(np.random.default_rng(0)).save(png, "PNG")

@@ -18,7 +18,7 @@ from rich.style import Style
 from textual.strip import Strip
 from textual.widget import Widget
 
-from clipsearch_onnx.preprocess import load_image
+from clipsearch_onnx.decode import load_image
 
 if TYPE_CHECKING:
     from textual_image.widget import AutoImage, SixelImage

@@ -21,18 +21,23 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
+    import numpy as np
+
     from clipsearch_onnx import models
-    from clipsearch_onnx.preprocess import load_image
+    from clipsearch_onnx.pipeline import read_file
 
     settings = settings_from(args)
     if not args.text and not args.image:
         raise InputError("nothing to embed: give --text and/or --image")
-    images = [load_image(Path(p).expanduser()) for p in args.image]  # fail before any output
     encoder = models.standalone(settings).encoder(settings.threads)
+    # Every file is read before any output, so a bad one fails the command cleanly.
+    loaded = [read_file(Path(p).expanduser(), encoder.preprocess) for p in args.image]
     if args.text:
         for text, emb in zip(args.text, encoder.embed_texts(args.text), strict=True):
             print_json({"kind": "text", "input": text, "embedding": emb.tolist()})
-    if images:
-        for path, emb in zip(args.image, encoder.embed_images(images), strict=True):
+    for start in range(0, len(loaded), settings.batch_size):
+        pixels = np.stack([x.pixels for x in loaded[start : start + settings.batch_size]])
+        paths = args.image[start : start + settings.batch_size]
+        for path, emb in zip(paths, encoder.embed_pixels(pixels), strict=True):
             print_json({"kind": "image", "input": path, "embedding": emb.tolist()})
     return ExitCode.OK
