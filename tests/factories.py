@@ -216,3 +216,45 @@ def make_images(
         img.save(path, quality=90) if ext == "jpg" else img.save(path)
         paths.append(path)
     return paths
+
+
+def detailed_photo(seed: int, width: int, height: int) -> Image.Image:
+    """A picture with what makes decoders differ: sharp edges, thin lines, textures of several
+    grain sizes and sensor-like noise (harder on a reduced decode than most photos)."""
+    rng, nprng = random.Random(seed), np.random.default_rng(seed)
+    small = nprng.integers(0, 256, (6, 8, 3), dtype=np.uint8)
+    img = Image.fromarray(small, "RGB").resize((width, height), Image.Resampling.BICUBIC)
+    for _ in range(4):
+        grain = rng.choice((1, 2, 3, 5, 8))
+        tw, th = rng.randrange(width // 8, width // 2), rng.randrange(height // 8, height // 2)
+        cells = nprng.integers(0, 256, (max(1, th // grain), max(1, tw // grain), 3), np.uint8)
+        texture = Image.fromarray(cells).resize((tw, th), Image.Resampling.NEAREST)
+        img.paste(texture, (rng.randrange(width - tw), rng.randrange(height - th)))
+    draw = ImageDraw.Draw(img)
+    for _ in range(rng.randint(10, 30)):
+        x0, x1 = sorted(rng.randrange(width) for _ in range(2))
+        y0, y1 = sorted(rng.randrange(height) for _ in range(2))
+        fill = tuple(rng.randrange(256) for _ in range(3))
+        rng.choice((draw.rectangle, draw.ellipse))((x0, y0, x1, y1), fill=fill)
+    for _ in range(rng.randint(20, 60)):
+        ends = [(rng.randrange(width), rng.randrange(height)) for _ in range(2)]
+        colour = tuple(rng.randrange(256) for _ in range(3))
+        draw.line(ends, fill=colour, width=rng.randint(1, max(1, width // 300)))
+    noise = nprng.normal(0, 4, (height, width, 1)).astype(np.int16)
+    arr = np.clip(np.asarray(img, dtype=np.int16) + noise, 0, 255).astype(np.uint8)
+    return Image.fromarray(arr, "RGB")
+
+
+def make_detailed_jpegs(
+    out_dir: Path, sizes: Iterable[tuple[int, int]], seed: int = 0, quality: int = 90
+) -> list[Path]:
+    """One `detailed_photo` JPEG per size (kept if already there), seeded."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i, (width, height) in enumerate(sizes):
+        path = out_dir / f"detailed_{seed}_{i:04d}_{width}x{height}.jpg"
+        if not path.exists():
+            detailed_photo(seed * 100_003 + i, width, height).save(path, quality=quality)
+        paths.append(path)
+    return paths
