@@ -161,6 +161,10 @@ class Catalog:
                 found[digest] = _item(row)
         return found
 
+    def by_path(self, path: str) -> Item | None:
+        row = self.conn.execute(f"SELECT {_COLUMNS} FROM images WHERE path = ?", (path,)).fetchone()
+        return _item(row) if row else None
+
     def shard_names(self) -> dict[int, str]:
         return dict(self.conn.execute("SELECT id, name FROM shards"))
 

@@ -148,6 +148,17 @@ def _exif(img: Image.Image) -> tuple[int, str | None]:
     return orientation, f"{y:04d}-{mo:02d}-{d:02d}T{h:02d}:{mi:02d}:{s:02d}" if valid else None
 
 
+def _stored_size(img: Image.Image) -> tuple[int, int]:
+    """The picture's size as stored, before any EXIF turn. Pillow reports a TIFF's size already
+    turned (it turns TIFFs while loading), so a TIFF's own width and length tags say it."""
+    if img.format == "TIFF":
+        tags = getattr(img, "tag_v2", {})
+        width, length = tags.get(256), tags.get(257)
+        if isinstance(width, int) and isinstance(length, int):
+            return width, length
+    return img.size
+
+
 def _whole(size: tuple[int, int]) -> tuple[float, float, float, float]:
     return (0.0, 0.0, float(size[0]), float(size[1]))
 
@@ -198,24 +209,29 @@ def decode(
         # Our own file handle: Pillow never holds it past this block, even for animations.
         with io.BytesIO(data) if data is not None else open(path, "rb") as fh:
             img = _open(path, fh, limit)
-            orientation, taken = _exif(img)
-            stored = img.size
-            turned = orientation >= 5
-            facts = FileFacts(*(stored[::-1] if turned else stored), taken)
-            box = _whole(stored)
+            stored = _stored_size(img)
+            reduced = None
             if reduce_to is not None and img.format == "JPEG":
-                w, h = reduce_to(facts.width, facts.height)
+                # A JPEG's EXIF is in its header. (Other formats may decode the whole picture to
+                # find theirs, and hide a decoding error while at it: they are read after load.)
+                turned = _exif(img)[0] >= 5
+                w, h = reduce_to(*(stored[::-1] if turned else stored))
                 drafted = img.draft("RGB", (h, w) if turned else (w, h))
-                if drafted is not None:
-                    box = drafted[1]
+                reduced = drafted[1] if drafted is not None else None
             img.load()  # decode everything now, so a truncated file fails here
+            box = reduced or _whole(img.size)
+            orientation, taken = _exif(img)  # Pillow may have turned it while loading (TIFF)
+            full = stored[::-1] if orientation >= 5 else stored
             if orientation != 1:
-                box = _upright_box(box, img.size, orientation)
                 try:
+                    turned_box = _upright_box(box, img.size, orientation)
                     ImageOps.exif_transpose(img, in_place=True)
+                    box = turned_box
                 except Exception:  # unreadable EXIF after all: keep the stored orientation
-                    box = _whole(img.size)
-                    facts = FileFacts(*stored, taken)
+                    full = stored
+            if reduced is None:
+                full = img.size  # exactly what was decoded, upright
+            facts = FileFacts(full[0], full[1], taken)
         return Decoded(to_rgb(img), box, facts)
     except ImageError:
         raise
@@ -266,7 +282,7 @@ def read_facts(path: Path | str) -> FileFacts:
         with open(path, "rb") as fh:
             img = Image.open(fh)
             orientation, taken = _exif(img)
-            width, height = img.size
+            width, height = _stored_size(img)
     except Exception as exc:  # noqa: BLE001
         raise ImageError(path, reason(exc)) from None
     return FileFacts(*((height, width) if orientation >= 5 else (width, height)), taken)

@@ -5,6 +5,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -16,7 +18,7 @@ from clipsearch_onnx import models
 from clipsearch_onnx.catalog import Catalog, Item
 from clipsearch_onnx.collection import SHARDS, rows_may_be_missing
 from clipsearch_onnx.encoder import Encoder, normalise
-from clipsearch_onnx.errors import IndexCorrupt, InputError
+from clipsearch_onnx.errors import ImageError, IndexCorrupt, InputError
 from clipsearch_onnx.index import VectorIndex
 from clipsearch_onnx.lock import is_locked
 from clipsearch_onnx.settings import Settings
@@ -108,19 +110,37 @@ class Searcher:
         if text is not None and text.strip():
             parts.append(self.encoder.embed_texts([text]))
         if image is not None:
-            from clipsearch_onnx.pipeline import embed_bytes, embed_file
-
-            path = Path(image).expanduser()
-            if image_data is not None:
-                parts.append(embed_bytes(self.encoder, image_data, str(path))[None])
-            elif not path.exists():
-                raise InputError(f"query image {path} does not exist")
-            else:
-                parts.append(embed_file(self.encoder, path)[None])
+            parts.append(self._image_vector(Path(image).expanduser(), image_data)[None])
         if not parts:
             raise InputError("give a text, an image, or both to search for")
         # Text and image embeddings are unit vectors: their normalised sum weighs them equally.
         return normalise(np.sum(parts, axis=0))
+
+    def _image_vector(self, path: Path, data: bytes | None) -> np.ndarray:
+        """An indexed file (same path, size and mtime, or the same content) gives its stored
+        vector: an exact self-match, and the vision tower is not even loaded. Other files go
+        through the one way from file to vector (clipsearch_onnx.pipeline)."""
+        from clipsearch_onnx.decode import reason
+        from clipsearch_onnx.pipeline import embed_bytes
+
+        if data is None:
+            try:
+                stat = path.stat()
+            except OSError:
+                raise InputError(f"query image {path} does not exist") from None
+            item = self.catalog.by_path(os.path.abspath(path))
+            if item is not None and (item.size, item.mtime_ns) == (stat.st_size, stat.st_mtime_ns):
+                stored = self.vector_of(item.id)
+                if stored is not None:
+                    return stored
+            try:
+                data = path.read_bytes()
+            except OSError as exc:
+                raise ImageError(path, reason(exc)) from None
+        digest = hashlib.sha256(data).hexdigest()
+        same = self.catalog.by_sha256([digest]).get(digest)
+        stored = None if same is None else self.vector_of(same.id)
+        return stored if stored is not None else embed_bytes(self.encoder, data, str(path))
 
     def search(
         self,

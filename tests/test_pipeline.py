@@ -65,12 +65,12 @@ def test_fast_decoding_stays_within_the_bar_of_the_reference(sensitive, tmp_path
         assert decode(path, reduce_to=reduce_to(pre)).image.width < img.width  # it did reduce
     ref_emb = embed(reference)
     cos = (embed(fast) * ref_emb).sum(axis=1)
-    assert cos.min() >= 0.999, cos
+    assert cos.min() >= 0.998 and cos.mean() >= 0.9995, cos  # the bar (pipeline.py)
 
     # The checkpoint is sensitive enough to tell: the old draft mode (decoded down to 1x the
     # target, resized with the reduced image's own geometry) falls below the bar.
     old = [pre.pixels(load_image(p, draft=True, min_side=32)) for p in paths]
-    assert (embed(np.stack(old)) * ref_emb).sum(axis=1).min() < 0.999
+    assert (embed(np.stack(old)) * ref_emb).sum(axis=1).min() < 0.998
     others = ref_emb @ ref_emb.T
     assert others[~np.eye(len(paths), dtype=bool)].mean() < 0.8
 
@@ -139,8 +139,8 @@ def test_any_failure_of_one_file_is_that_file_s_error(tmp_path, monkeypatch):
     batches = list(decoded_batches(paths, str, pre, batch_size=3, workers=1))
     assert [len(b) for b in batches] == [3, 3, 1]
     outcomes = [o for b in batches for o in b]
-    assert [item for item, _ in outcomes] == [str(p) for p in paths]
-    errors = {item: o.reason for item, o in outcomes if isinstance(o, ImageError)}
+    assert [item for item, _ in outcomes] == paths
+    errors = {str(item): o.reason for item, o in outcomes if isinstance(o, ImageError)}
     assert errors[str(tmp_path / "empty.jpg")] == "empty file"
     assert errors[str(tmp_path / "missing.jpg")] == "no such file"
     assert [r for r in errors.values() if "IndexError: list index out of range" in r]

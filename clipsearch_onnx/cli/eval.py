@@ -64,6 +64,13 @@ def _inputs(args: argparse.Namespace) -> tuple[Path, Path, Path | None]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from clipsearch_onnx.quiet import quiet_libraries
+
+    with quiet_libraries():  # a bad image is one warning line, not the decoders' chatter
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     from clipsearch_onnx import models
     from clipsearch_onnx.evaluate import EvalSet, evaluate
     from clipsearch_onnx.progressbar import Bar

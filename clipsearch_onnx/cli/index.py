@@ -61,10 +61,23 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     )
     p.add_argument("--rebuild", action="store_true", help="forget the existing index, start over")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
+    p.add_argument(
+        "--verbose",
+        action="store_true",
+        help="also show what the decoding libraries say about odd files (by default each "
+        "skipped file gets one line, and their warnings are dropped)",
+    )
     return p
 
 
 def run(args: argparse.Namespace) -> int:
+    from clipsearch_onnx.quiet import quiet_libraries
+
+    with quiet_libraries(enabled=not args.verbose):
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     from clipsearch_onnx.collection import recorded_encoder
     from clipsearch_onnx.indexer import Indexer, Progress
     from clipsearch_onnx.progressbar import Bar
