@@ -59,6 +59,7 @@ def test_eval_agrees_with_recall_from_embed_vectors(exported_model, tmp_path):
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     report = json.loads(proc.stdout)
+    assert report["decoding"] == "reference"  # eval never takes the decoder's shortcuts
 
     query_texts = [c for name in test_names for c in captions[name]]
     owner = [i for i, name in enumerate(test_names) for _ in captions[name]]
