@@ -19,7 +19,6 @@ from clipsearch_onnx.manifest import Manifest
 from clipsearch_onnx.tokenizer import Tokenizer, tokenizer_for
 
 if TYPE_CHECKING:
-
     from clipsearch_onnx.preprocess import Preprocessor
 
 
