@@ -1,4 +1,4 @@
-"""`python -m bench [--quick] [--skip-1m] [--only web|models|scale]`: measure, print, and write
+"""`python -m bench [--quick] [--skip-1m] [--only web|models|scale|imaging]`: measure, print, and write
 BENCHMARKS.md (`--only PART` measures and prints that part alone, leaving BENCHMARKS.md alone)."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench import images, large, levers, machine, report, scale, throughput, web
+from bench import images, imaging, large, levers, machine, report, scale, throughput, web
 from bench.model import ensure_model
 from bench.run import run, say
 
@@ -29,10 +29,11 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument(
         "--only",
-        choices=("web", "models", "scale"),
+        choices=("web", "models", "scale", "imaging"),
         help="measure only that part (web: `clipsearch serve` and one-shot search through it; "
         "models: image throughput of each recommended model architecture; scale: 1M-10M vector "
-        "collections, hours); print it and keep its figures in CACHE/ONLY.json, leaving --out "
+        "collections, hours; imaging: decoding fidelity, int8 batch dependence and decode cost, "
+        "bench/imaging.py); print it and keep its figures in CACHE/ONLY.json, leaving --out "
         "alone",
     )
     p.add_argument(
@@ -76,6 +77,9 @@ def main(argv: list[str] | None = None) -> int:
         return only_web(args)
     if args.only == "models":
         return only_models(args)
+    if args.only == "imaging":
+        cache = args.cache.absolute()
+        return imaging.main(cache, args.quick, ensure_model(cache)[1])
     started = time.perf_counter()
     load_start = machine.load_average()
     if args.only == "scale":

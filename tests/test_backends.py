@@ -26,7 +26,7 @@ needs_openvino = pytest.mark.skipif(
 
 def _embeddings(model: Path, precision: str, backend: str, images) -> tuple[np.ndarray, ...]:
     encoder = Encoder(Manifest.load(model), precision, 1, backend=backend)
-    return encoder.embed_texts(TEXTS), encoder.embed_images(images)
+    return encoder.embed_texts(TEXTS), encoder.embed_pixels(encoder.preprocess(images))
 
 
 @needs_openvino
