@@ -28,7 +28,7 @@ def render(data: bytes, size: int) -> bytes:
     """A JPEG no larger than size x size of the (upright, RGB) image in `data`."""
     from PIL import Image, ImageOps
 
-    from clipsearch_onnx.preprocess import to_rgb
+    from clipsearch_onnx.decode import to_rgb
 
     with Image.open(io.BytesIO(data)) as img:
         if img.format == "JPEG":
