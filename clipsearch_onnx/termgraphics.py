@@ -94,7 +94,7 @@ def cell_grid(size: tuple[int, int], max_cols: int, max_rows: int) -> tuple[int,
 
 def thumbnail(path: str | Path, side: int = 640) -> Image.Image:
     """The upright RGB picture at `path`, at most `side` pixels on a side (raises ImageError)."""
-    from clipsearch_onnx.preprocess import load_image
+    from clipsearch_onnx.decode import load_image
 
     img = load_image(path, draft=True, min_side=side)
     img.thumbnail((side, side), Image.Resampling.LANCZOS)
