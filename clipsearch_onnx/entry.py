@@ -11,9 +11,9 @@ import sys
 
 
 def main() -> int:
-    from clipsearch_onnx import daemon
-
     try:
+        from clipsearch_onnx import daemon
+
         code = daemon.forward(sys.argv[1:])
     except KeyboardInterrupt:
         from clipsearch_onnx.cli.interrupts import LINE
