@@ -53,6 +53,7 @@ SERIAL_BELOW = 16  # searches of fewer queries run on one thread (see VectorInde
 BATCH_IDS_BELOW = 1 << 16  # smaller id sets are hashed (IDSelectorBatch), larger ones a bitmap
 RESTRICT_BELOW = 64  # allowed ids per list below which a filter also narrows the lists probed
 FADV_WILLNEED = getattr(os, "POSIX_FADV_WILLNEED", None)
+PREFETCH_ABOVE = 16 << 20  # segments whose lists take more bytes than this are prefetched
 
 
 def publish(
@@ -124,8 +125,9 @@ class _Open:
     def prefetch(self, lists: np.ndarray) -> None:
         """Asks the kernel to read the probed lists now, in file order, so that the scan that
         follows finds them in the page cache instead of faulting them in one page at a time
-        (a cold one-shot query at 1M vectors: 11.7 s of random page faults before)."""
-        if self.fd is None or FADV_WILLNEED is None:
+        (a cold one-shot query at 1M vectors: 11.7 s of random page faults before). Small
+        segments are left to the kernel's own read-ahead: a few pages, often cached already."""
+        if self.fd is None or FADV_WILLNEED is None or self.bytes < PREFETCH_ABOVE:
             return
         sizes = self.segment.sizes[lists]
         lists = lists[sizes > 0]
@@ -140,6 +142,10 @@ class _Open:
         last = np.concatenate([np.flatnonzero(gap), [len(starts) - 1]])
         for a, b in zip(starts[first], ends[last], strict=True):
             os.posix_fadvise(self.fd, int(a), int(b - a), FADV_WILLNEED)
+
+    @property
+    def bytes(self) -> int:
+        return self.segment.count * (self.segment.code_size + 8)
 
     def close(self) -> None:
         if self.fd is not None:

@@ -280,3 +280,27 @@ def test_publishing_memory_does_not_grow_with_the_collection(tmp_path, kind, dim
         )
         growth[n] = json.loads(run.stdout)["growth"]
     assert growth[200_000] - growth[25_000] < 12 << 20, growth
+
+
+def test_prefetch_asks_for_exactly_the_probed_lists_in_file_order(ivf, monkeypatch):
+    """Cold reads: the probed lists' byte ranges (codes then ids of each list) are handed to the
+    kernel in file order, neighbours joined, before the scan; results do not change."""
+    folder, shards = ivf
+    index = VectorIndex.open(folder)
+    queries = shards.draw(3)
+    plain = index.search(queries, 10, nprobe=5)
+    calls = []
+    monkeypatch.setattr(vector_index, "PREFETCH_ABOVE", 0)
+    monkeypatch.setattr(os, "posix_fadvise", lambda fd, at, n, advice: calls.append((at, n)))
+    assert (np.array(index.search(queries, 10, nprobe=5)) == np.array(plain)).all()
+    segment = index._segments[0].segment
+    lists, _ = index.layout.coarse.rank(queries, 5)
+    want = np.zeros(segment.count * (segment.code_size + 8), bool)
+    for lst in np.unique(lists):
+        at = segment.offsets[lst]
+        want[at : at + segment.sizes[lst] * (segment.code_size + 8)] = True
+    got = np.zeros_like(want)
+    for at, n in calls:
+        got[at : at + n] = True
+    assert [at for at, _ in calls] == sorted(at for at, _ in calls)
+    assert (got >= want).all() and got.sum() <= want.sum() + len(calls) * (256 << 10)
