@@ -13,6 +13,7 @@ ranks ALL lists exactly (`rank`), so a vector near a group border is still found
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -20,7 +21,6 @@ import numpy as np
 MIN_POINTS_PER_LIST = 39  # faiss warns below this many training points per centroid
 TRAIN_POINTS_PER_LIST = 32  # training sample per list (autofaiss: 30 to 256)
 MAX_LISTS = 1 << 16
-SMALL_KMEANS = 1 << 28  # points x centroids x dimensions below which k-means runs on one thread
 BLOCK = 16384  # rows per block in the dense products below (BLOCK x 256 floats)
 
 
@@ -101,7 +101,8 @@ def _nearest(x: np.ndarray, centroids: np.ndarray) -> np.ndarray:
     return best[:, 0]
 
 
-def _kmeans(x: np.ndarray, k: int, niter: int, seed: int) -> np.ndarray:
+def _kmeans(x: np.ndarray, k: int, niter: int, seed: int, threads: int = 0) -> np.ndarray:
+    """Spherical k-means centroids; `threads`: OpenMP threads (0: faiss's default)."""
     import faiss
 
     if k >= len(x):
@@ -115,15 +116,13 @@ def _kmeans(x: np.ndarray, k: int, niter: int, seed: int) -> np.ndarray:
         max_points_per_centroid=256,
         min_points_per_centroid=1,
     )
-    # Small problems (every second-level group) on one thread: OpenMP's threads wait on each
-    # other at every iteration, which on a busy 2-core machine costs more than the work.
-    threads = faiss.omp_get_max_threads()
-    if len(x) * k * x.shape[1] < SMALL_KMEANS:
-        faiss.omp_set_num_threads(1)
+    before = faiss.omp_get_max_threads()
+    if threads:
+        faiss.omp_set_num_threads(threads)  # per calling thread
     try:
         km.train(np.ascontiguousarray(x, dtype=np.float32))
     finally:
-        faiss.omp_set_num_threads(threads)
+        faiss.omp_set_num_threads(before)
     return _unit(np.asarray(km.centroids, dtype=np.float32))
 
 
@@ -159,12 +158,17 @@ def train(sample: np.ndarray, nlist: int, seed: int = 1234) -> Coarse:
     shares = _shares(counts, nlist)
     order = np.argsort(group, kind="stable")
     edges = np.concatenate([[0], np.cumsum(counts)])
-    parts = []
-    for g in range(groups):
-        if shares[g] == 0:
-            continue
+
+    def split(g: int) -> np.ndarray:
         rows = np.sort(order[edges[g] : edges[g + 1]])
-        parts.append(_kmeans(sample[rows], int(shares[g]), 10, seed + 1 + g))
+        return _kmeans(sample[rows], int(shares[g]), 10, seed + 1 + g, threads=1)
+
+    # The groups are independent small problems: one per worker thread, one OpenMP thread each
+    # (faiss releases the GIL).
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max(1, min(4, os.cpu_count() or 1))) as pool:
+        parts = list(pool.map(split, [g for g in range(groups) if shares[g] > 0]))
     keep = shares > 0
     bounds = np.concatenate([[0], np.cumsum(shares[keep])]).astype(np.int64)
     return Coarse(np.concatenate(parts), top[keep], bounds)
