@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from clipsearch_onnx import generations, publishing
+from clipsearch_onnx import generations, index_small, publishing
 from clipsearch_onnx.errors import IndexCorrupt
 from clipsearch_onnx.generations import INDEX_JSON, VECTORS, check_file, read_meta
 from clipsearch_onnx.layouts import Layout
@@ -173,6 +173,9 @@ class VectorIndex:
 
                 return LegacyIndex.open(index_dir, meta, verify_full)  # type: ignore[return-value]
             try:
+                if index_small.fits(meta):  # numpy alone: a one-shot query skips FAISS
+                    _check_files(index_dir, meta, verify_full)
+                    return index_small.SmallFlatIndex(index_dir, meta)  # type: ignore[return-value]
                 return cls._open(index_dir, meta, verify_full)
             except FileNotFoundError:
                 time.sleep(0.05)  # a writer replaced this generation meanwhile: read again
@@ -184,10 +187,7 @@ class VectorIndex:
 
     @classmethod
     def _open(cls, index_dir: Path, meta: dict[str, Any], verify_full: bool) -> VectorIndex:
-        files = meta["files"]
-        for name, record in files.items():
-            if not name.endswith("parts.json"):
-                check_file(index_dir / name, record, full=verify_full)
+        _check_files(index_dir, meta, verify_full)
         if meta["layout"] is None:
             return cls(index_dir, meta, None, [])
         vec = index_dir / VECTORS
@@ -374,6 +374,12 @@ class VectorIndex:
             shell.range_search_preassigned_c(
                 n, x, radius, faiss.swig_ptr(lists), faiss.swig_ptr(dis), result, False, params
             )
+
+
+def _check_files(index_dir: Path, meta: dict[str, Any], full: bool) -> None:
+    for name, record in meta["files"].items():
+        if not name.endswith("parts.json"):  # read by writers only
+            check_file(index_dir / name, record, full=full)
 
 
 @contextmanager

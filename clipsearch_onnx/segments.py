@@ -107,8 +107,7 @@ class Segment:
 
     @classmethod
     def load(cls, path: Path, code_size: int) -> Segment:
-        path = Path(path)
-        return cls(path, np.load(path / SIZES, allow_pickle=False), code_size)
+        return cls(Path(path), read_sizes(path), code_size)
 
     @property
     def count(self) -> int:
@@ -197,7 +196,7 @@ def merge(
                         out = ids if want_ids else datas[i][at + cs * a : at + cs * b]
                         dead = deads[i]
                         if dead is not None:
-                            alive = ~_member(ids, dead)
+                            alive = ~member(ids, dead)
                             out = (ids if want_ids else out.reshape(-1, cs))[alive]
                             if want_ids:
                                 sizes[lst] += len(out)
@@ -256,7 +255,15 @@ def _merge_entries(
     del out
 
 
-def _member(ids: np.ndarray, sorted_set: np.ndarray) -> np.ndarray:
+def read_sizes(folder: Path) -> np.ndarray:
+    """Entries per list of the segment in `folder`."""
+    return np.load(Path(folder) / SIZES, allow_pickle=False)
+
+
+def member(ids: np.ndarray, sorted_set: np.ndarray) -> np.ndarray:
+    """Which of `ids` are in `sorted_set` (sorted, unique)."""
+    if not len(sorted_set):
+        return np.zeros(len(ids), dtype=bool)
     at = np.searchsorted(sorted_set, ids)
     at[at >= len(sorted_set)] = len(sorted_set) - 1
     return sorted_set[at] == ids

@@ -16,18 +16,30 @@ import numpy as np
 import pytest
 
 from clipsearch_onnx import index as vector_index
-from clipsearch_onnx import layouts, publishing
+from clipsearch_onnx import index_small, layouts, publishing
 from clipsearch_onnx.index import VectorIndex
 from tests.vector_shards import Shards, recall, truth
 
 
-def test_flat_is_exact_and_a_filter_returns_every_match(tmp_path):
+@pytest.mark.parametrize("engine", ["numpy", "faiss"])
+def test_flat_is_exact_and_a_filter_returns_every_match(tmp_path, engine, monkeypatch):
+    """A small flat index is searched with numpy alone (no FAISS import), a larger one through
+    FAISS's IVF1,Flat: both exact, and the same."""
+    if engine == "faiss":
+        monkeypatch.setattr(index_small, "SMALL_BYTES", 0)
     shards = Shards(1)
     for n in (700, 1, 1500, 300):
         shards.add(n)
     vector_index.publish(tmp_path, shards, kind="auto")
+    ids, _ = shards.shards["shard-0002"]  # 500 files replaced: rows dead, filtered out
+    ids = ids.copy()
+    ids[:500] = -1
+    shards.shards["shard-0002"] = (ids, shards.shards["shard-0002"][1])
+    shards.add(20)
+    vector_index.publish(tmp_path, shards, kind="auto")
     index = VectorIndex.open(tmp_path)
-    assert index.meta["type"] == "flat" and index.count == 2501
+    assert isinstance(index, index_small.SmallFlatIndex) == (engine == "numpy")
+    assert index.meta["type"] == "flat" and index.count == 2021
     queries = shards.draw(40)
     scores, ids = index.search(queries, 10)
     want_scores, want_ids = truth(shards, queries, 10)
@@ -37,6 +49,11 @@ def test_flat_is_exact_and_a_filter_returns_every_match(tmp_path):
     _, ids = index.search(queries[:5], 20, allowed_ids=allowed)
     for row in ids:
         assert sorted(row[row >= 0]) == sorted(allowed) and (row[12:] == -1).all()
+    lims, scores, found = index.range_search(queries[:4], 0.7)
+    live_ids, vectors = shards.live()
+    for q in range(4):
+        exact = live_ids[queries[q] @ vectors.T > 0.7]
+        assert sorted(found[lims[q] : lims[q + 1]]) == sorted(exact)
 
 
 @pytest.fixture(scope="module")
@@ -304,3 +321,19 @@ def test_prefetch_asks_for_exactly_the_probed_lists_in_file_order(ivf, monkeypat
         got[at : at + n] = True
     assert [at for at, _ in calls] == sorted(at for at, _ in calls)
     assert (got >= want).all() and got.sum() <= want.sum() + len(calls) * (256 << 10)
+
+
+def test_a_small_flat_index_is_searched_without_importing_faiss(tmp_path):
+    shards = Shards(8)
+    shards.add(500)
+    vector_index.publish(tmp_path, shards, kind="auto")
+    probe = (
+        "import sys, numpy as np\n"
+        "from clipsearch_onnx.index import VectorIndex\n"
+        f"index = VectorIndex.open({str(tmp_path)!r})\n"
+        "print(index.search(np.ones((1, index.meta['dim']), np.float32), 3)[1][0].tolist())\n"
+        "print('faiss' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    found, faiss_loaded = out.stdout.split("\n")[:2]
+    assert faiss_loaded == "False" and len(json.loads(found)) == 3
