@@ -257,7 +257,8 @@ def _merge_entries(
 
 def read_sizes(folder: Path) -> np.ndarray:
     """Entries per list of the segment in `folder`."""
-    return np.load(Path(folder) / SIZES, allow_pickle=False)
+    path = Path(folder) / SIZES
+    return np.load(path, allow_pickle=False)
 
 
 def member(ids: np.ndarray, sorted_set: np.ndarray) -> np.ndarray:
