@@ -34,6 +34,7 @@ from clipsearch_onnx.errors import IndexCorrupt, IndexError_
 from clipsearch_onnx.generations import VECTORS
 from clipsearch_onnx.layouts import Layout
 from clipsearch_onnx.segments import Segment
+from clipsearch_onnx.shards import fsync_dir
 
 if TYPE_CHECKING:
     from concurrent.futures import Future
@@ -154,17 +155,30 @@ def publish(
         if reuse and layout_info is not None:
             layout = Layout.load(vec / layout_info["name"])
         else:
-            layout = _trained(build, want, source, counts, total, progress)
-        held.append(_encode(vec, build, layout, source, new, memory, progress))
-    held = _tidy(vec, [h for h in held if h.live > 0], progress)
+            unused = {p for p in vec.glob("layout-*") if p.name not in generations.referenced(prev)}
+            layout = _trained(build, unused, want, source, counts, total, progress)
+        held.append(_encode(build, layout, source, new, memory, progress))
+    held = _tidy(build, [h for h in held if h.live > 0], progress)
 
-    layout_name = None
-    if layout is not None and not reuse:
-        layout_name = layout.path.name
-        os.replace(layout.path, vec / layout_name)
-    elif reuse and layout_info is not None:
+    # Everything new was made in build/ (or is there from a killed run): checksummed there,
+    # then moved into vectors/ under the same names, and index.json is written last.
+    fresh = [h.segment.path for h in held] + ([layout.path] if layout is not None else [])
+    fresh = [p for p in fresh if p.parent == build]
+    records = {
+        f"{VECTORS}/{folder.name}/{f.name}": generations.file_record(f)
+        for folder in fresh
+        for f in folder.iterdir()
+    }
+    for folder in fresh:
+        os.replace(folder, vec / folder.name)
+    if fresh:
+        fsync_dir(vec)
+    for h in held:
+        h.segment.path = vec / h.segment.path.name
+    layout_name = layout.path.name if layout is not None else None
+    if layout_name is None and reuse and layout_info is not None:
         layout_name = layout_info["name"]
-    meta = _meta(index_dir, generation, layout_name, held, meta_prev, source.dim, want)
+    meta = _meta(index_dir, generation, layout_name, held, meta_prev, records, source.dim, want)
     meta.update(info or {})
     if before_switch:
         before_switch(generation)
@@ -177,6 +191,21 @@ def _uuid_hex(n: int) -> str:
     import uuid  # (imports deferred here and below: searching imports this module too)
 
     return uuid.uuid4().hex[:n]
+
+
+def _digest(what: object) -> str:
+    """A name for what a step makes from `what` (a repr-able description of its inputs), so that
+    a run killed after the step finds its output again."""
+    import hashlib
+
+    return hashlib.sha1(repr(what).encode()).hexdigest()[:16]
+
+
+def _made(build: Path, name: str) -> Path:
+    """Where a step's output named `name` is: in vectors/ if a killed run moved it there but
+    never published it, else in build/."""
+    moved = build.parent / name
+    return moved if moved.is_dir() else build / name
 
 
 def _remove(path: Path) -> None:
@@ -203,11 +232,21 @@ def _kept(held: _Held) -> Iterator[tuple[tuple[str, int], bool]]:
 
 
 def _trained(
-    build: Path, kind: str, source: PartSource, counts: list, total: int, progress: Progress
+    build: Path,
+    unused: set[Path],
+    kind: str,
+    source: PartSource,
+    counts: list,
+    total: int,
+    progress: Progress,
 ) -> Layout:
-    """A new layout for `total` vectors: one trained by a killed run if it is there."""
+    """A new layout for `total` vectors: one trained by a killed run if it left one (in build/,
+    or already moved into vectors/ but never published: `unused`)."""
     nlist = layouts.lists_for(kind, total)
-    for done in sorted(build.glob(f"layout-{kind}-{nlist}-*")):
+    name = f"layout-{kind}-{nlist}-"
+    for done in sorted(build.glob(f"{name}*")) + sorted(
+        p for p in unused if p.name.startswith(name)
+    ):
         layout = Layout.load(done)
         if int(layout.info["dim"]) == source.dim:
             return layout
@@ -257,7 +296,6 @@ def _read(part: Part, rows: np.ndarray) -> np.ndarray:
 
 
 def _encode(
-    vec: Path,
     build: Path,
     layout: Layout,
     source: PartSource,
@@ -267,7 +305,6 @@ def _encode(
 ) -> _Held:
     """Encodes the `new` parts into chunks (bounded by `memory`), then joins the chunks into one
     new segment. A chunk already encoded by a killed run (same layout, same slices) is reused."""
-    import hashlib
     from collections import deque
     from concurrent.futures import ThreadPoolExecutor
 
@@ -286,9 +323,13 @@ def _encode(
                 plan.append([])
                 room = chunk_rows
     plan = [c for c in plan if c]
-    names = [
-        "chunk-" + hashlib.sha1(repr((layout.path.name, c)).encode()).hexdigest()[:16] for c in plan
-    ]
+    names = ["chunk-" + _digest((layout.path.name, c)) for c in plan]
+    dest = _made(build, "seg-" + _digest(names))
+    if dest.is_dir():  # a killed run got as far as joining the chunks
+        progress.start("encoding", sum(n for _, n in new))
+        progress.advance(sum(n for _, n in new))
+        segment = Segment.load(dest, cs)
+        return _Held(segment, None, segment.count)
     progress.start("encoding", sum(n for _, n in new))
     todo: dict[str, list[tuple[str, int, int]]] = {}
     for chunk, name in zip(plan, names, strict=True):
@@ -331,7 +372,6 @@ def _encode(
             drain(0)
     if buffers:
         raise IndexCorrupt("the shards changed while publishing; run the command again")
-    dest = vec / f"seg-{_uuid_hex(10)}"
     if len(names) == 1:
         os.replace(build / names[0], dest)
     else:
@@ -378,7 +418,7 @@ def _level(live: int) -> int:
     return 0 if live < LEVEL_BASE else int(math.log(live / LEVEL_BASE, FANOUT)) + 1
 
 
-def _tidy(vec: Path, held: list[_Held], progress: Progress) -> list[_Held]:
+def _tidy(build: Path, held: list[_Held], progress: Progress) -> list[_Held]:
     """Merges segments until: no tier holds FANOUT segments, none is more than MAX_DEAD dead,
     and there are at most MAX_SEGMENTS."""
     while True:
@@ -395,9 +435,13 @@ def _tidy(vec: Path, held: list[_Held], progress: Progress) -> list[_Held]:
             group = [h for h in held if h.dead_fraction > MAX_DEAD][:1]
         if not group:
             return held
-        dest = vec / f"seg-{_uuid_hex(10)}"
-        progress.start("merging", len(group[0].segment.sizes))
-        segments.merge(dest, [(h.segment, h.keep) for h in group], progress.advance)
+        inputs = [
+            (h.segment.path.name, None if h.keep is None else h.keep.tobytes()) for h in group
+        ]
+        dest = _made(build, "seg-" + _digest(inputs))
+        if not dest.is_dir():  # (else a killed run merged these already)
+            progress.start("merging", len(group[0].segment.sizes))
+            segments.merge(dest, [(h.segment, h.keep) for h in group], progress.advance)
         merged = Segment.load(dest, group[0].segment.code_size)
         held = [h for h in held if h not in group] + [_Held(merged, None, merged.count)]
 
@@ -408,11 +452,14 @@ def _meta(
     layout_name: str | None,
     held: list[_Held],
     prev: dict[str, Any] | None,
+    records: dict[str, dict[str, Any]],
     dim: int,
     kind: str,
 ) -> dict[str, Any]:
+    """index.json for the generation. File records: those just computed (`records`), else the
+    previous generation's, else computed now (files a killed run moved in but never published)."""
     vec = index_dir / VECTORS
-    old_records = (prev or {}).get("files", {})
+    old_records = {**(prev or {}).get("files", {}), **records}
     names: list[str] = []
     layout_info: dict[str, Any] | None = None
     if layout_name is not None:

@@ -193,17 +193,23 @@ def advance(count):
         if seen["done"] >= after:
             os.kill(os.getpid(), signal.SIGKILL)
 progress = Progress(start=lambda name, total: seen.update(stage=name), advance=advance)
-vector_index.publish(folder, shards, kind="ivf-sq8", memory=64 << 10, progress=progress)
+switch = (lambda g: os.kill(os.getpid(), signal.SIGKILL)) if stage == "switch" else None
+vector_index.publish(
+    folder, shards, kind="ivf-sq8", memory=64 << 10, progress=progress, before_switch=switch
+)
 """
 
 
-@pytest.mark.parametrize("stage, after", [("sampling", 1), ("encoding", 2500), ("merging", 1)])
+@pytest.mark.parametrize(
+    "stage, after", [("sampling", 1), ("encoding", 2500), ("merging", 1), ("switch", 0)]
+)
 def test_a_publication_killed_at_any_stage_is_completed_by_the_next(
     tmp_path, stage, after, monkeypatch
 ):
-    """Killed while sampling, encoding (after a chunk) or merging the chunks on disk: the
-    published generation still answers, and the next publication finishes the job from what the
-    killed one left (encoded chunks are not encoded again), equal to an uninterrupted one."""
+    """Killed while sampling, encoding (after a chunk), merging the chunks on disk, or with every
+    file written but index.json: the published generation still answers, and the next
+    publication finishes the job from what the killed one left (what was encoded is not encoded
+    again), equal to an uninterrupted one."""
     root = Path(__file__).resolve().parents[1]
     folder, fresh = tmp_path / "index", tmp_path / "fresh"
     first = Shards(6)
@@ -217,7 +223,7 @@ def test_a_publication_killed_at_any_stage_is_completed_by_the_next(
     assert killed.returncode == -signal.SIGKILL
     assert (folder / "index.json").read_bytes() == published
     if stage == "merging":
-        assert list((folder / "vectors").glob(".merge-seg-*/lists.ivfdata"))
+        assert list((folder / "vectors/build").glob(".merge-seg-*/lists.ivfdata"))
     shards = Shards(6)
     for _ in range(5):
         shards.add(1200)
@@ -233,7 +239,7 @@ def test_a_publication_killed_at_any_stage_is_completed_by_the_next(
     # 2 shards trained 32 lists; 5 shards outgrow them: the layout is trained again (in build/,
     # where the killed run may have left it) and all 6,000 vectors are encoded with it
     vector_index.publish(folder, shards, kind="ivf-sq8", memory=MEMORY)
-    if stage == "merging":
+    if stage in ("merging", "switch"):
         assert sum(encoded) == 0  # every chunk was already encoded
     elif stage == "encoding":
         assert sum(encoded) <= 6000 - 2048  # two chunks of 1024 were written before the kill
