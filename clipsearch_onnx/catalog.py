@@ -80,25 +80,36 @@ class Catalog:
         self.path = path
 
     @classmethod
-    def open(cls, index_dir: Path, *, create: bool = False, readonly: bool = False) -> Catalog:
-        path = Path(index_dir) / CATALOG
-        if not path.exists() and not create:
+    def create(cls, folder: Path) -> None:
+        """Writes a new, empty catalog in `folder` with its schema, in one transaction. (The
+        writer does it in a build folder that only appears once this has finished.)"""
+        conn = sqlite3.connect(Path(folder) / CATALOG)
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.executescript(
+                f"BEGIN; {_SCHEMA} INSERT INTO meta VALUES ('schema', '{SCHEMA_VERSION}'); COMMIT;"
+            )
+        finally:
+            conn.close()
+
+    @classmethod
+    def open(cls, folder: Path, *, readonly: bool = False) -> Catalog:
+        """Opens the catalog of a build folder (see `layout`); never creates one."""
+        path = Path(folder) / CATALOG
+        if not path.exists():
             raise IndexNotFound(
-                f"no index at {index_dir}; build one with `clipsearch index PHOTOS --index {index_dir}`"
+                f"no index at {folder}; build one with `clipsearch index PHOTOS --index {folder}`"
             )
         try:
             if readonly:
                 conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
             else:
-                path.parent.mkdir(parents=True, exist_ok=True)
                 conn = sqlite3.connect(path, timeout=30)
                 conn.execute("PRAGMA journal_mode=WAL")
                 conn.execute("PRAGMA synchronous=FULL")
-                conn.executescript(_SCHEMA)
-                if conn.execute("SELECT value FROM meta WHERE key='schema'").fetchone() is None:
-                    conn.execute("INSERT INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
-                    conn.commit()
             conn.execute("SELECT count(*) FROM images").fetchone()
+            conn.execute("SELECT value FROM meta LIMIT 1").fetchall()
+            conn.execute("SELECT id, name FROM shards LIMIT 1").fetchall()
         except sqlite3.DatabaseError as exc:
             raise IndexCorrupt(
                 f"the catalog {path} is damaged ({exc}); "
@@ -267,6 +278,15 @@ class Catalog:
             self.conn.executemany(
                 "DELETE FROM skipped WHERE path = ?", [(p,) for p in rows if p not in keep]
             )
+
+    def rows_may_be_missing(self, generation: int) -> bool:
+        """True when vectors of published `generation` may legitimately lack catalog rows: a run
+        changed the catalog after publishing it (and may have been killed), or a newer
+        generation exists. A catalog older than the generation (it lost commits) is damaged."""
+        meta = self.meta()
+        published = int(meta.get("generation") or 0)
+        unpublished = meta.get("unpublished") == "1"
+        return published > generation or (published == generation and unpublished)
 
     def drop_unused_shards(self) -> list[str]:
         """Forgets shards no item points at any more and returns their names (to delete)."""

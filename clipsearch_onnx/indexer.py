@@ -9,7 +9,6 @@ moved ones (same content hash) and drops deleted ones.
 from __future__ import annotations
 
 import hashlib
-import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -17,15 +16,15 @@ from pathlib import Path
 
 import numpy as np
 
-from clipsearch_onnx import collection, shards
+from clipsearch_onnx import models
 from clipsearch_onnx.captions import captions_for, read_captions
-from clipsearch_onnx.catalog import Catalog, Item, NewItem
+from clipsearch_onnx.catalog import Item, NewItem
 from clipsearch_onnx.encoder import Encoder
 from clipsearch_onnx.errors import ImageError, InputError
 from clipsearch_onnx.index import DEFAULT_IVF_THRESHOLD
-from clipsearch_onnx.lock import WriteLock
 from clipsearch_onnx.pipeline import decoded_batches
 from clipsearch_onnx.scan import Found, scan
+from clipsearch_onnx.writer import Writer
 
 
 @dataclass
@@ -93,34 +92,25 @@ class Indexer:
         caption_map, warnings = read_captions(captions) if captions else ({}, [])
         started = time.monotonic()
         report = IndexReport(caption_warnings=warnings)
-        with WriteLock(self.index_dir):
-            if rebuild:
-                collection.wipe(self.index_dir)
-            catalog = Catalog.open(self.index_dir, create=True)
-            try:
-                collection.check_model(catalog, self.encoder.manifest, self.encoder.precision)
-                report.leftovers_cleaned = collection.clean_leftovers(self.index_dir, catalog)
-                collection.mark_unpublished(catalog)
-                self._update(root, catalog, caption_map, report)
-                self.progress.start("publishing", catalog.count())
-                collection.publish_catalog(
-                    self.index_dir,
-                    catalog,
-                    index_type=self.index_type,
-                    ivf_threshold=self.ivf_threshold,
-                    progress=self.progress.advance,
-                )
-                report.count = catalog.count()
-            except (OSError, sqlite3.OperationalError) as exc:
-                raise collection.write_failed(self.index_dir, exc) from exc
-            finally:
-                catalog.close()
+        with Writer(self.index_dir, rebuild=rebuild, purpose=str(root)) as writer:
+            writer.bind(models.Model(self.encoder.manifest, self.encoder.precision))
+            report.leftovers_cleaned = writer.leftovers_cleaned
+            writer.mark_unpublished()
+            self._update(root, writer, caption_map, report)
+            self.progress.start("publishing", writer.catalog.count())
+            writer.publish(
+                index_type=self.index_type,
+                ivf_threshold=self.ivf_threshold,
+                progress=self.progress.advance,
+            )
+            report.count = writer.catalog.count()
         report.seconds = time.monotonic() - started
         return report
 
     def _update(
-        self, root: Path, catalog: Catalog, caption_map: dict[str, list[str]], report: IndexReport
+        self, root: Path, writer: Writer, caption_map: dict[str, list[str]], report: IndexReport
     ) -> None:
+        catalog = writer.catalog
         known = catalog.items_under(str(root))
         found: list[Found] = []
         for entry in scan(root):
@@ -163,7 +153,7 @@ class Indexer:
             report.moved = len(moves)
             todo = rest
 
-        self._embed(todo, known, catalog, caption_map, report)
+        self._embed(todo, known, writer, caption_map, report)
         catalog.remove(gone)
         report.removed = len(gone)
         catalog.drop_skipped_under(str(root), keep=[p for p, _ in report.skipped])
@@ -172,7 +162,7 @@ class Indexer:
         self,
         todo: list[Found],
         known: dict[str, Item],
-        catalog: Catalog,
+        writer: Writer,
         caption_map: dict[str, list[str]],
         report: IndexReport,
     ) -> None:
@@ -185,12 +175,10 @@ class Indexer:
         def commit() -> None:
             if not pending and not skipped:
                 return
-            name = collection.new_shard_name()
             emb = (
                 np.concatenate(vectors) if vectors else np.zeros((0, self.encoder.dim), np.float32)
             )
-            shards.write_shard(
-                self.index_dir / collection.SHARDS / name,
+            name = writer.add_shard(
                 emb,
                 [
                     {
@@ -203,7 +191,7 @@ class Indexer:
                     for i in pending
                 ],
             )
-            catalog.commit_shard(
+            writer.catalog.commit_shard(
                 name,
                 pending,
                 # A changed file that no longer decodes loses its old embedding too.

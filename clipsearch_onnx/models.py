@@ -103,12 +103,14 @@ def record_from_meta(meta: dict[str, str]) -> ModelRecord | None:
 def read_record(index_dir: Path) -> ModelRecord | None:
     """The model record of the index in `index_dir`; None if it has none, or no catalog, or one
     that cannot be read (the writer reports a damaged catalog itself; --rebuild ignores it)."""
-    from clipsearch_onnx.catalog import CATALOG, Catalog
+    from clipsearch_onnx.catalog import Catalog
+    from clipsearch_onnx.layout import current_dir
 
-    if not (Path(index_dir) / CATALOG).exists():
-        return None
     try:
-        catalog = Catalog.open(index_dir, readonly=True)
+        build = current_dir(index_dir)
+        if build is None:
+            return None
+        catalog = Catalog.open(build, readonly=True)
     except IndexError_:
         return None
     try:

@@ -16,10 +16,10 @@ import numpy as np
 
 from clipsearch_onnx import models
 from clipsearch_onnx.catalog import Catalog, Item
-from clipsearch_onnx.collection import SHARDS, rows_may_be_missing
 from clipsearch_onnx.encoder import Encoder, normalise
 from clipsearch_onnx.errors import ImageError, IndexCorrupt, InputError
 from clipsearch_onnx.index import VectorIndex
+from clipsearch_onnx.layout import SHARDS, Hold, hold_current
 from clipsearch_onnx.lock import is_locked
 from clipsearch_onnx.settings import Settings
 from clipsearch_onnx.shards import load_embeddings
@@ -80,8 +80,11 @@ class IndexInfo:
 class Searcher:
     """An opened index plus the encoder of the model that built it (towers load on first use)."""
 
-    def __init__(self, index_dir: Path, vectors: VectorIndex, catalog: Catalog, encoder: Encoder):
+    def __init__(
+        self, index_dir: Path, vectors: VectorIndex, catalog: Catalog, encoder: Encoder, hold: Hold
+    ):
         self.index_dir = index_dir
+        self.hold = hold  # the build this searcher reads (see `layout`), kept until close()
         self.vectors = vectors
         self.catalog = catalog
         self.encoder = encoder
@@ -94,8 +97,10 @@ class Searcher:
     def view(self) -> Searcher:
         """This searcher with a catalog connection of its own, for another thread (a SQLite
         connection belongs to the thread that opened it); vectors and encoder are shared."""
-        catalog = Catalog.open(self.index_dir, readonly=True)
-        return Searcher(self.index_dir, self.vectors, catalog, self.encoder)
+        catalog = Catalog.open(self.hold.path, readonly=True)
+        # the build stays held by this searcher, not by its views
+        view_hold = Hold(self.hold.path, None)
+        return Searcher(self.index_dir, self.vectors, catalog, self.encoder, view_hold)
 
     def embed_query(
         self,
@@ -232,25 +237,25 @@ class Searcher:
         if shard not in self._shards:
             names = self.catalog.shard_names()
             try:
-                self._shards[shard] = load_embeddings(self.index_dir / SHARDS / names[shard])
+                self._shards[shard] = load_embeddings(self.hold.path / SHARDS / names[shard])
             except (KeyError, OSError, ValueError):
                 return None  # a shard dropped meanwhile: its rows keep their approximate score
         return self._shards[shard]
 
     def _rows_may_be_missing(self) -> bool:
-        return rows_may_be_missing(self.catalog, int(self.vectors.meta.get("generation", 0)))
+        return self.catalog.rows_may_be_missing(int(self.vectors.meta.get("generation", 0)))
 
     def info(self) -> IndexInfo:
-        return _info(self.index_dir, self.vectors, self.catalog)
+        return _info(self.index_dir, self.hold.path, self.vectors, self.catalog)
 
     def close(self) -> None:
         self.catalog.close()
 
 
-def _info(index_dir: Path, vectors: VectorIndex, catalog: Catalog) -> IndexInfo:
+def _info(index_dir: Path, build: Path, vectors: VectorIndex, catalog: Catalog) -> IndexInfo:
     meta = vectors.meta
     record = models.record_from_meta(catalog.meta())
-    size = sum(p.stat().st_size for p in index_dir.rglob("*") if p.is_file())
+    size = sum(p.stat().st_size for p in build.rglob("*") if p.is_file())
     return IndexInfo(
         index_dir=str(index_dir),
         count=vectors.count,
@@ -267,12 +272,16 @@ def _info(index_dir: Path, vectors: VectorIndex, catalog: Catalog) -> IndexInfo:
 
 def read_info(index_dir: Path, *, verify_full: bool = False) -> IndexInfo:
     """What `clipsearch info` shows; `verify_full` checksums every index file whole."""
-    vectors = VectorIndex.open(index_dir, verify_full=verify_full)
-    catalog = Catalog.open(index_dir, readonly=True)
+    hold = hold_current(index_dir)
     try:
-        return _info(index_dir, vectors, catalog)
+        vectors = VectorIndex.open(hold.path, verify_full=verify_full)
+        catalog = Catalog.open(hold.path, readonly=True)
+        try:
+            return _info(index_dir, hold.path, vectors, catalog)
+        finally:
+            catalog.close()
     finally:
-        catalog.close()
+        hold.release()
 
 
 def open_searcher(
@@ -282,12 +291,18 @@ def open_searcher(
     encoder when it is that model at that precision (a server reopening a republished index).
     `quick_start`: for a process that answers one query and exits (see `backends.load`)."""
     index_dir = settings.resolved_index_dir()
-    vectors = VectorIndex.open(index_dir)
-    catalog = Catalog.open(index_dir, readonly=True)
+    hold = hold_current(index_dir)  # the live build, kept while this searcher reads it
+    try:
+        vectors = VectorIndex.open(hold.path)
+        catalog = Catalog.open(hold.path, readonly=True)
+    except BaseException:
+        hold.release()
+        raise
     try:
         model = models.for_query(settings, index_dir, catalog=catalog)
     except BaseException:
         catalog.close()
+        hold.release()
         raise
     if (
         reuse is not None
@@ -300,4 +315,4 @@ def open_searcher(
         encoder = model.encoder(
             settings.threads, text_threads=settings.threads or 1, quick_start=quick_start
         )
-    return Searcher(index_dir, vectors, catalog, encoder)
+    return Searcher(index_dir, vectors, catalog, encoder, hold)

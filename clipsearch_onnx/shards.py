@@ -57,6 +57,26 @@ def write_shard(dest: Path, embeddings: np.ndarray, items: Sequence[dict[str, An
         raise
 
 
+def place_shard(source: Path, dest: Path) -> None:
+    """Puts a shard's two files at `dest` without copying them where it can: hard links on the
+    same file system, copies elsewhere. `dest` appears complete or not at all."""
+    tmp = dest.with_name(f".tmp-{dest.name}")
+    tmp.mkdir(parents=True)
+    try:
+        for name in (EMBEDDINGS, ITEMS):
+            try:
+                os.link(source / name, tmp / name)
+            except OSError:  # another file system, or links not allowed there
+                shutil.copyfile(source / name, tmp / name)
+            with open(tmp / name, "rb") as fh:
+                os.fsync(fh.fileno())
+        os.replace(tmp, dest)
+        fsync_dir(dest.parent)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
 def load_embeddings(shard: Path) -> np.ndarray:
     """The shard's embeddings, memory-mapped (nothing is read until used)."""
     return np.load(shard / EMBEDDINGS, mmap_mode="r", allow_pickle=False)

@@ -76,11 +76,18 @@ def start_cli(*args: str | Path, home: Path, **popen) -> subprocess.Popen[str]:
     )
 
 
+def build_of(index_dir: Path) -> Path:
+    """The build folder a run writes (the one under way, else the live one; see `layout`)."""
+    from clipsearch_onnx import layout
+
+    build = layout.read_pointer(index_dir, layout.NEXT) or layout.current_dir(index_dir)
+    assert build is not None, f"no index in {index_dir}"
+    return build
+
+
 def shard_count(index_dir: Path) -> int:
-    try:
-        return sum(not p.name.startswith(".") for p in (index_dir / "shards").iterdir())
-    except FileNotFoundError:
-        return 0
+    """Shard folders in every build of an index (whichever a run is writing)."""
+    return sum(not p.name.startswith(".") for p in Path(index_dir).glob("*/shards/*"))
 
 
 def kill_after_shards(proc: subprocess.Popen, index_dir: Path, shards: int) -> bool:
@@ -141,7 +148,7 @@ def write_captions(path: Path, captions: dict[str, list[str]]) -> Path:
 
 def catalog_paths(index_dir: Path) -> list[str]:
     """Every path in an index's catalog, duplicates included, read with plain sqlite3."""
-    conn = sqlite3.connect(f"file:{index_dir / 'catalog.sqlite'}?mode=ro", uri=True)
+    conn = sqlite3.connect(f"file:{build_of(index_dir) / 'catalog.sqlite'}?mode=ro", uri=True)
     try:
         return [p for (p,) in conn.execute("SELECT path FROM images ORDER BY path")]
     finally:

@@ -137,7 +137,9 @@ def test_index_attaches_no_caption_through_escaping_names(tmp_path, exported_mod
     assert len(report.caption_warnings) == 3
     from clipsearch_onnx.catalog import Catalog
 
-    catalog = Catalog.open(tmp_path / "index", readonly=True)
+    from tests.fixtures_collection import build_of
+
+    catalog = Catalog.open(build_of(tmp_path / "index"), readonly=True)
     got = {item.path: item.captions for item in catalog.items()}
     catalog.close()
     assert got == {str(photos / "secret.jpg"): [], str(photos / "sub" / "ok.jpg"): ["fine"]}

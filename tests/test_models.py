@@ -13,6 +13,7 @@ from clipsearch_onnx.catalog import Catalog
 from clipsearch_onnx.errors import ModelError
 from clipsearch_onnx.index import INDEX_JSON
 from clipsearch_onnx.settings import Settings
+from tests.fixtures_collection import build_of
 
 
 def _other_model(src, dst):
@@ -48,7 +49,7 @@ def test_writers_bind_the_model_and_refuse_another(indexed_collection, tmp_path)
     shutil.copytree(indexed_collection.index, index)
     moved = tmp_path / "moved-model"
     shutil.copytree(indexed_collection.model, moved)
-    catalog = Catalog.open(index)
+    catalog = Catalog.open(build_of(index))
     try:
         other = models.resolve(_other_model(moved, tmp_path / "other"), None, None)
         with pytest.raises(ModelError, match="another model"):
@@ -66,7 +67,7 @@ def test_catalogs_from_before_the_record_are_read(indexed_collection, tmp_path):
     index = tmp_path / "index"
     shutil.copytree(indexed_collection.index, index)
     record = models.read_record(index)
-    with sqlite3.connect(index / "catalog.sqlite") as db:  # the old schema: five meta keys
+    with sqlite3.connect(build_of(index) / "catalog.sqlite") as db:  # the old schema: five meta keys
         db.execute("DELETE FROM meta WHERE key = 'model'")
         db.executemany(
             "INSERT OR REPLACE INTO meta VALUES (?, ?)",

@@ -30,6 +30,7 @@ from clipsearch_onnx.settings import Settings
 from tests.fixtures_collection import (
     SLOW_RUN,
     assert_one_clean_line,
+    build_of,
     catalog_paths,
     kill_after_shards,
     make_distinct_images,
@@ -268,13 +269,13 @@ def index_with_wal(tmp_path_factory, exported_model):
     encoder = Encoder(Manifest.load(exported_model))
     Indexer(live, encoder).run(photos)
     paths += make_distinct_images(photos, [f"x{i:02d}.png" for i in range(16)], seed=32)
-    reader = sqlite3.connect(live / "catalog.sqlite")
+    reader = sqlite3.connect(build_of(live) / "catalog.sqlite")
     reader.execute("SELECT count(*) FROM images").fetchone()
     Indexer(live, encoder, checkpoint=8, batch_size=8).run(photos)
     snapshot = root / "snapshot"
     shutil.copytree(live, snapshot)
     reader.close()
-    assert (snapshot / "catalog.sqlite-wal").stat().st_size > 0
+    assert (build_of(snapshot) / "catalog.sqlite-wal").stat().st_size > 0
     return snapshot, paths
 
 
@@ -299,7 +300,7 @@ def test_truncated_index_files_never_give_wrong_answers(index_with_wal, tmp_path
     snapshot, paths = index_with_wal
     index = tmp_path / "index"
     shutil.copytree(snapshot, index)
-    victims = sorted(index.glob(target))
+    victims = sorted(build_of(index).glob(target))
     assert victims, target
     for victim in victims:
         os.truncate(victim, int(victim.stat().st_size * keep))
@@ -329,12 +330,12 @@ def test_a_damaged_shard_stops_the_next_run_cleanly(index_with_wal, tmp_path, ex
     snapshot, paths = index_with_wal
     index = tmp_path / "index"
     shutil.copytree(snapshot, index)
-    for shard in index.glob("shards/*/embeddings.npy"):
+    for shard in build_of(index).glob("shards/*/embeddings.npy"):
         os.truncate(shard, 100)
-    before = (index / "index.json").read_bytes()
+    before = (build_of(index) / "index.json").read_bytes()
     with pytest.raises(IndexCorrupt, match="rebuild"):
         Indexer(index, Encoder(Manifest.load(exported_model))).run(paths[0].parent)
-    assert (index / "index.json").read_bytes() == before
+    assert (build_of(index) / "index.json").read_bytes() == before
 
 
 # -- failed writes -----------------------------------------------------------------------------
@@ -364,7 +365,7 @@ def test_a_failed_write_keeps_the_previous_index_and_says_so(
     monkeypatch.setenv("CLIPSEARCH_HOME", str(tmp_path))
     args = ["index", str(photos), "--index", str(index), "--quiet"]
     assert cli.main([*args, "--model", str(exported_model)]) == 0
-    published = (index / "index.json").read_bytes()
+    published = (build_of(index) / "index.json").read_bytes()
     new = make_distinct_images(photos, [f"n{i:02d}.jpg" for i in range(12)], seed=42)
     old[0].unlink()
     predicate = {
@@ -381,7 +382,7 @@ def test_a_failed_write_keeps_the_previous_index_and_says_so(
     assert_one_clean_line(err)
     assert "No space left on device" in err
     assert "searches still use the last complete index (12 images)" in err
-    assert (index / "index.json").read_bytes() == published
+    assert (build_of(index) / "index.json").read_bytes() == published
     searcher = open_searcher(Settings(index_dir=index))
     assert searcher.count == 12
     assert searcher.search(image=old[1]).results[0].path == str(old[1])

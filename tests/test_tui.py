@@ -244,7 +244,7 @@ def test_launch_without_an_index_says_what_to_run(tmp_path):
 def test_launch_with_a_damaged_index_says_what_to_run(indexed_collection, tmp_path):
     index = tmp_path / "index"
     shutil.copytree(indexed_collection.index, index)
-    vectors = next(index.glob("vectors/seg-*/lists.ivfdata"))
+    vectors = next(index.glob("build-*/vectors/seg-*/lists.ivfdata"))
     vectors.write_bytes(vectors.read_bytes()[:100])
 
     async def script(pilot, app):

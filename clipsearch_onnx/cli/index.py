@@ -78,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from clipsearch_onnx.collection import recorded_encoder
+    from clipsearch_onnx import models
     from clipsearch_onnx.indexer import Indexer, Progress
     from clipsearch_onnx.progressbar import Bar
 
@@ -86,7 +86,7 @@ def _run(args: argparse.Namespace) -> int:
     bar = Bar(enabled=not args.quiet)
     indexer = Indexer(
         settings.resolved_index_dir(),
-        recorded_encoder(settings),
+        models.for_writing(settings, settings.resolved_index_dir()).encoder(settings.threads),
         batch_size=settings.batch_size,
         checkpoint=args.checkpoint,
         index_type=args.index_type,
