@@ -136,7 +136,6 @@ def test_index_attaches_no_caption_through_escaping_names(tmp_path, exported_mod
     assert report.count == 2
     assert len(report.caption_warnings) == 3
     from clipsearch_onnx.catalog import Catalog
-
     from tests.fixtures_collection import build_of
 
     catalog = Catalog.open(build_of(tmp_path / "index"), readonly=True)
