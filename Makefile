@@ -8,7 +8,7 @@ MODEL  ?= openai/clip-vit-base-patch32
 OUT    ?= models/clip-vit-b32
 DATA   ?= data/flickr8k
 INDEX  ?= $(DATA)/index
-TUI_INDEX ?= $(if $(wildcard $(INDEX)/index.json),$(INDEX),data/demo/index)
+TUI_INDEX ?= $(if $(wildcard $(INDEX)/current $(INDEX)/index.json),$(INDEX),data/demo/index)
 
 .PHONY: help setup export index eval demo tui test lint bench clean
 

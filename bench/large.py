@@ -14,6 +14,7 @@ import numpy as np
 
 from bench import vectors
 from bench.run import run, say
+from clipsearch_onnx.layout import current_dir
 
 CLIPSEARCH = [sys.executable, "-m", "clipsearch_onnx"]
 QUERY = "a dog running on the beach"
@@ -23,7 +24,7 @@ def ensure_index(cache: Path, model: Path, n: int, cluster_model: vectors.Cluste
     """The index of `n` clustered vectors (imported once, cached), with how its import went."""
     index_dir = cache / f"index-{n}"
     stamp = cache / f"index-{n}.json"
-    if stamp.exists() and (index_dir / "index.json").exists():
+    if stamp.exists() and (index_dir / "current").exists():
         return json.loads(stamp.read_text())
     say(f"{n:,} vectors: generating shards")
     # 10k and 100k are the first rows of the 1M stream's first shard: same distribution.
@@ -35,14 +36,16 @@ def ensure_index(cache: Path, model: Path, n: int, cluster_model: vectors.Cluste
     say(f"{n:,} vectors: clipsearch import (IVF training takes minutes at 1M)")
     cmd = [*CLIPSEARCH, "import", *map(str, shards), "--model", str(model)]
     r = run([*cmd, "--index", str(index_dir), "--precision", "int8", "-q"])
-    meta = json.loads((index_dir / "index.json").read_text())
+    build = current_dir(index_dir)
+    assert build is not None, f"no index in {index_dir}"
+    meta = json.loads((build / "index.json").read_text())
     info = {
         "count": meta["count"],
         "type": meta["type"],
         "nprobe": meta.get("nprobe"),
         "import_s": r.seconds,
         "import_peak_rss_mb": r.peak_rss_mb,
-        "bytes": sum(p.stat().st_size for p in index_dir.glob("vectors/seg-*/lists.ivfdata")),
+        "bytes": sum(p.stat().st_size for p in build.glob("vectors/seg-*/lists.ivfdata")),
     }
     stamp.write_text(json.dumps(info))
     return info

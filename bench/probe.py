@@ -24,11 +24,13 @@ def probe_open(index_dir: Path) -> dict:
 
     from clipsearch_onnx.catalog import Catalog
     from clipsearch_onnx.index import VectorIndex
+    from clipsearch_onnx.layout import hold_current
 
     before = rss_mb()
     t0 = time.perf_counter()
-    vectors = VectorIndex.open(index_dir)
-    catalog = Catalog.open(index_dir, readonly=True)
+    build = hold_current(index_dir)
+    vectors = VectorIndex.open(build.path)
+    catalog = Catalog.open(build.path, readonly=True)
     seconds = time.perf_counter() - t0
     result = {
         "count": vectors.count,
@@ -38,6 +40,7 @@ def probe_open(index_dir: Path) -> dict:
         "rss_added_mb": rss_mb() - before,
     }
     catalog.close()
+    build.release()
     return result
 
 

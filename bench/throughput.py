@@ -37,7 +37,11 @@ def index(model: Path, images: Path, index_dir: Path, precision: str) -> tuple[R
 def index_embeddings(index_dir: Path) -> dict[str, np.ndarray]:
     """path -> embedding, read back from the index's shards."""
     found = {}
-    for shard in sorted((index_dir / "shards").iterdir()):
+    from clipsearch_onnx.layout import SHARDS, current_dir
+
+    build = current_dir(index_dir)
+    assert build is not None, f"no index in {index_dir}"
+    for shard in sorted((build / SHARDS).iterdir()):
         emb = np.load(shard / "embeddings.npy")
         lines = (shard / "items.jsonl").read_text(encoding="utf-8").splitlines()
         for row, line in enumerate(lines):

@@ -57,7 +57,7 @@ def test_demo_builds_everything_then_reuses_it(tmp_path):
     for path in (
         "data/demo/captions.txt",
         "models/demo/manifest.json",
-        "data/demo/index/index.json",
+        "data/demo/index/current",
         "models/demo-torch/config.json",
     ):
         assert (tmp_path / path).is_file(), path
