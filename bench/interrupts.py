@@ -50,15 +50,26 @@ def spin() -> None:
 
 def trial(cmd: list[str], delay: float, sig: int, env: dict[str, str]) -> dict:
     started = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True)
+    proc = subprocess.Popen(
+        cmd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+        text=True,
+        # A shell starts background jobs with SIGINT ignored, and children inherit that.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    signalled = False
     try:
         proc.wait(timeout=delay)
     except subprocess.TimeoutExpired:
         proc.send_signal(sig)
+        signalled = True
     _, err = proc.communicate()
     lines = [line for line in err.splitlines() if line.strip()]
     return {
         "delay_s": round(delay, 3),
+        "signalled": signalled,
         "at_s": round(time.perf_counter() - started, 3),
         "code": proc.returncode,
         "last_line": lines[-1][:160] if lines else "",
@@ -136,7 +147,13 @@ def main(argv: list[str] | None = None) -> int:
             )
             results.append(result)
             say(
-                f"trial {number + 1}/{args.runs}: signal at {result['at_s']:.2f} s, exit "
+                f"trial {number + 1}/{args.runs}: "
+                + (
+                    f"signal at {result['delay_s']:.2f} s"
+                    if result["signalled"]
+                    else "finished first"
+                )
+                + f", exit "
                 f"{result['code']}; next {result['next']} run exit {after.returncode}, "
                 f"search found {found}"
             )

@@ -30,6 +30,12 @@ from tests.fixtures_collection import (
 )
 
 
+def default_sigint() -> None:
+    """Run in the child: a shell starts background jobs with SIGINT ignored, which children
+    inherit; Ctrl-C must reach this one."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def index_cli(photos: Path, index: Path, *extra: str | Path) -> int:
     return cli.main(["index", str(photos), "--index", str(index), "--quiet", *map(str, extra)])
 
@@ -78,7 +84,7 @@ def test_a_first_run_interrupted_at_random_moments_completes_next_time(
         index = tmp_path / f"index{trial}"
         proc = start_cli(
             "index", photos[0].parent, "--index", index, "--model", exported_model, *SLOW_RUN,
-            home=cli_home,
+            home=cli_home, preexec_fn=default_sigint,
         )  # fmt: skip
         while not (index / "write.lock").exists() and proc.poll() is None:
             time.sleep(0.002)
