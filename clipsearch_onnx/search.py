@@ -250,6 +250,7 @@ class Searcher:
 
     def close(self) -> None:
         self.catalog.close()
+        self.hold.release()
 
 
 def _info(index_dir: Path, build: Path, vectors: VectorIndex, catalog: Catalog) -> IndexInfo:

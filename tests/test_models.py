@@ -31,7 +31,7 @@ def test_the_index_records_its_model_once_and_queries_follow_it(indexed_collecti
     assert record is not None
     assert (record.family, record.precision, record.dim) == ("clip", "int8", 24)
     assert record.dir == str(indexed_collection.model)
-    assert "model" not in json.loads((index / INDEX_JSON).read_text())  # stored once
+    assert "model" not in json.loads((build_of(index) / INDEX_JSON).read_text())  # stored once
 
     # A query with no --model uses the recorded one; with another model it is refused.
     chosen = models.for_query(Settings(index_dir=index), index)
@@ -67,7 +67,8 @@ def test_catalogs_from_before_the_record_are_read(indexed_collection, tmp_path):
     index = tmp_path / "index"
     shutil.copytree(indexed_collection.index, index)
     record = models.read_record(index)
-    with sqlite3.connect(build_of(index) / "catalog.sqlite") as db:  # the old schema: five meta keys
+    # the old schema: five meta keys
+    with sqlite3.connect(build_of(index) / "catalog.sqlite") as db:
         db.execute("DELETE FROM meta WHERE key = 'model'")
         db.executemany(
             "INSERT OR REPLACE INTO meta VALUES (?, ?)",
