@@ -16,9 +16,12 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import TypeVar
 
+from clipsearch_onnx.errors import ClipSearchError
 from clipsearch_onnx.index import INDEX_JSON
+from clipsearch_onnx.layout import current_dir
 from clipsearch_onnx.search import Searcher, open_searcher
 from clipsearch_onnx.settings import Settings
 
@@ -26,13 +29,17 @@ T = TypeVar("T")
 RETRY_FAILED_RELOAD_S = 2.0
 
 
-def _stamp(path: str) -> tuple[int, int, int] | None:
-    """Identity of the published `index.json` (replaced atomically on every publication)."""
+def _stamp(index_dir: Path) -> tuple[str, int, int, int] | None:
+    """Identity of the published index: the live build (`current`, switched by a rebuild) and
+    its `index.json` (replaced atomically on every publication)."""
     try:
-        st = os.stat(path)
-    except OSError:
+        build = current_dir(index_dir)
+        if build is None:
+            return None
+        st = os.stat(build / INDEX_JSON)
+    except (OSError, ClipSearchError):
         return None
-    return (st.st_ino, st.st_mtime_ns, st.st_size)
+    return (build.name, st.st_ino, st.st_mtime_ns, st.st_size)
 
 
 def _warm(searcher: Searcher) -> None:
@@ -49,11 +56,10 @@ class SearchService:
     def __init__(self, settings: Settings, workers: int = 4):
         self.settings = settings
         self.index_dir = settings.resolved_index_dir()
-        self._index_json = str(self.index_dir / INDEX_JSON)
         self._lock = threading.Lock()
         self._local = threading.local()
         self._retry_at = 0.0
-        self._stamp = _stamp(self._index_json)
+        self._stamp = _stamp(self.index_dir)
         self._base = self._open(None)
         self.pool = ThreadPoolExecutor(workers, thread_name_prefix="clipsearch-query")
 
@@ -72,13 +78,13 @@ class SearchService:
         return self._base
 
     def _current_base(self) -> Searcher:
-        stamp = _stamp(self._index_json)
+        stamp = _stamp(self.index_dir)
         if stamp == self._stamp or time.monotonic() < self._retry_at:
             return self._base
         if not self._lock.acquire(blocking=False):
             return self._base  # another worker is reopening: answer from the current one
         try:
-            if _stamp(self._index_json) != self._stamp:
+            if _stamp(self.index_dir) != self._stamp:
                 try:
                     self._base = self._open(self._base)
                     self._stamp = stamp
