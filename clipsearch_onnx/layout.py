@@ -20,9 +20,7 @@ from __future__ import annotations
 import fcntl
 import os
 import re
-import shutil
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -124,6 +122,8 @@ def hold_current(index_dir: Path) -> Hold:
 
 
 def new_build_name() -> str:
+    import uuid  # (writer-only imports are deferred: every search imports this module)
+
     return f"build-{time.time_ns():x}-{uuid.uuid4().hex[:6]}"
 
 
@@ -146,6 +146,8 @@ def create_build(index_dir: Path, make_catalog: Callable[[Path], None]) -> Path:
     """A new, empty build folder beside the others: `make_catalog(folder)` writes its catalog
     in a temporary folder that is renamed into place, so the build appears complete or not at
     all."""
+    import shutil
+
     index_dir = Path(index_dir)
     index_dir.mkdir(parents=True, exist_ok=True)
     name = new_build_name()
@@ -167,6 +169,8 @@ def create_build(index_dir: Path, make_catalog: Callable[[Path], None]) -> Path:
 def try_remove(folder: Path, *, names: tuple[str, ...] | None = None) -> bool:
     """Deletes a build folder (or, with `names`, those entries of a legacy folder) once no reader
     holds it; False if a reader still does (a later run retries)."""
+    import shutil
+
     try:
         fd = os.open(folder / READERS_LOCK, os.O_RDONLY)
     except FileNotFoundError:
@@ -198,6 +202,8 @@ def try_remove(folder: Path, *, names: tuple[str, ...] | None = None) -> bool:
 def remove_unused(index_dir: Path, keep: set[Path]) -> None:
     """Removes builds not in `keep` and no longer read, half-made builds and pointer files, and
     a legacy folder's top-level files once a build is live."""
+    import shutil
+
     index_dir = Path(index_dir)
     if not index_dir.is_dir():
         return

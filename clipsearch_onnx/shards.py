@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import uuid
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -36,6 +34,9 @@ def fsync_dir(path: Path) -> None:
 def write_shard(dest: Path, embeddings: np.ndarray, items: Sequence[dict[str, Any]]) -> None:
     """Writes a shard so that `dest` either does not exist or is complete: the files are written
     and fsynced in a temporary sibling folder that is then renamed into place."""
+    import shutil
+    import uuid
+
     if len(embeddings) != len(items):
         raise ValueError("one item per embedding row")
     tmp = dest.with_name(f".tmp-{dest.name}-{uuid.uuid4().hex[:8]}")
@@ -60,6 +61,8 @@ def write_shard(dest: Path, embeddings: np.ndarray, items: Sequence[dict[str, An
 def place_shard(source: Path, dest: Path) -> None:
     """Puts a shard's two files at `dest` without copying them where it can: hard links on the
     same file system, copies elsewhere. `dest` appears complete or not at all."""
+    import shutil
+
     tmp = dest.with_name(f".tmp-{dest.name}")
     tmp.mkdir(parents=True)
     try:

@@ -324,7 +324,9 @@ def test_open_is_memory_mapped_so_ram_does_not_grow_with_the_index(tmp_path, exp
         write_shard(shard, vectors, [{"path": f"/m/{i}.jpg"} for i in range(n)])
         index_dir = tmp_path / f"index{n}"
         import_shards(index_dir, [shard], model, index_type="flat")
-        size = sum(p.stat().st_size for p in build_of(index_dir).glob("vectors/seg-*/lists.ivfdata"))
+        size = sum(
+            p.stat().st_size for p in build_of(index_dir).glob("vectors/seg-*/lists.ivfdata")
+        )
         assert size >= n * DIM * 4
         probe = subprocess.run(
             [sys.executable, "-c", RSS_PROBE, str(build_of(index_dir))],
