@@ -35,7 +35,15 @@ SHARDS = "shards"
 READERS_LOCK = "readers.lock"
 _BUILD = re.compile(r"build-[0-9a-z]+-[0-9a-f]+")
 # What a legacy folder holds at its top level (a rebuild removes them once the new build is live).
-LEGACY_NAMES = (CATALOG, f"{CATALOG}-wal", f"{CATALOG}-shm", "index.json", SHARDS, READERS_LOCK)
+LEGACY_NAMES = (
+    CATALOG,
+    f"{CATALOG}-wal",
+    f"{CATALOG}-shm",
+    "index.json",
+    "vectors",
+    SHARDS,
+    READERS_LOCK,
+)
 LEGACY_PREFIXES = ("vectors.", "ids.")
 
 
