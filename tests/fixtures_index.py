@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.factories import default_corpus, make_images
+from tests.fixtures_collection import write_captions
 
 COLLECTION_SIZE = 24
 CAPTIONS_PER_IMAGE = 2
@@ -45,11 +46,7 @@ def indexed_collection(
         ]
         for i, p in enumerate(images)
     }
-    captions_file = root / "captions.txt"
-    captions_file.write_text(
-        "".join(f"{name}#{k}\t{c}\n" for name, cs in captions.items() for k, c in enumerate(cs)),
-        encoding="utf-8",
-    )
+    captions_file = write_captions(root / "captions.txt", captions)
     model = root / "clip-tiny"
     shutil.copytree(exported_model, model)
     index = root / "index"

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.factories import default_corpus, make_images
+from tests.fixtures_collection import write_captions
 
 WEB_COLLECTION_SIZE = 16
 START_TIMEOUT_S = 60
@@ -94,11 +95,7 @@ def web_collection(exported_model: Path, tmp_path_factory: pytest.TempPathFactor
         p.name: [corpus[(3 * i) % len(corpus)], corpus[(3 * i + 1) % len(corpus)]]
         for i, p in enumerate(images)
     }
-    captions_file = root / "captions.txt"
-    captions_file.write_text(
-        "".join(f"{name}#{k}\t{c}\n" for name, cs in captions.items() for k, c in enumerate(cs)),
-        encoding="utf-8",
-    )
+    captions_file = write_captions(root / "captions.txt", captions)
     index = root / "index"
     args = ["index", str(photos), "--model", str(exported_model), "--index", str(index)]
     assert main([*args, "--captions", str(captions_file), "--quiet"]) == 0
