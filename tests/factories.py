@@ -258,3 +258,12 @@ def make_detailed_jpegs(
             detailed_photo(seed * 100_003 + i, width, height).save(path, quality=quality)
         paths.append(path)
     return paths
+
+
+def write_captions(path: Path, captions: dict[str, list[str]]) -> Path:
+    """A Flickr8k `captions.txt` in token format: `name#k<TAB>caption`."""
+    path.write_text(
+        "".join(f"{name}#{k}\t{c}\n" for name, cs in captions.items() for k, c in enumerate(cs)),
+        encoding="utf-8",
+    )
+    return path

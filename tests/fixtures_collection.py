@@ -26,7 +26,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.factories import default_corpus
+from tests.factories import default_corpus, write_captions
 
 REPO = Path(__file__).resolve().parents[1]
 CAPTIONS_PER_IMAGE = 5
@@ -135,15 +135,6 @@ def make_distinct_images(
     """One seeded mosaic per name (format from the extension)."""
     rng = np.random.default_rng(seed)
     return [save_image(mosaic(rng, size), Path(out_dir) / name) for name in names]
-
-
-def write_captions(path: Path, captions: dict[str, list[str]]) -> Path:
-    """A Flickr8k `captions.txt` in token format: `name#k<TAB>caption`."""
-    path.write_text(
-        "".join(f"{name}#{k}\t{c}\n" for name, cs in captions.items() for k, c in enumerate(cs)),
-        encoding="utf-8",
-    )
-    return path
 
 
 def catalog_paths(index_dir: Path) -> list[str]:

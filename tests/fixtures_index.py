@@ -13,8 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.factories import default_corpus, make_images
-from tests.fixtures_collection import write_captions
+from tests.factories import default_corpus, make_images, write_captions
 
 COLLECTION_SIZE = 24
 CAPTIONS_PER_IMAGE = 2

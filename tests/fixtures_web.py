@@ -14,8 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.factories import default_corpus, make_images
-from tests.fixtures_collection import write_captions
+from tests.factories import default_corpus, make_images, write_captions
 
 WEB_COLLECTION_SIZE = 16
 START_TIMEOUT_S = 60

@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.factories import default_corpus
-from tests.fixtures_collection import make_distinct_images, run_cli, write_captions
+from tests.factories import default_corpus, write_captions
+from tests.fixtures_collection import make_distinct_images, run_cli
 
 
 def _embed(model: Path, precision: str, home: Path, texts: list[str], images: list[Path]):

@@ -9,13 +9,12 @@ import random
 import numpy as np
 import pytest
 
-from tests.factories import default_corpus
+from tests.factories import default_corpus, write_captions
 from tests.fixtures_collection import (
     assert_one_clean_line,
     make_distinct_images,
     run_cli,
     search_json,
-    write_captions,
 )
 from tests.test_eval_cli import _embed, _recall_by_sorting
 
