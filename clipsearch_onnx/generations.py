@@ -101,3 +101,16 @@ def referenced(meta: dict[str, Any] | None) -> set[str]:
     # format 1: {"vectors": {"name": "vectors.3.faiss", ...}, "ids": {...}}
     names |= {rec["name"] for rec in meta.get("files", {}).values() if "name" in rec}
     return names
+
+
+def step_name(prefix: str, what: object) -> str:
+    """A name for what a step makes from `what` (a repr-able description of its inputs), so that
+    a run killed after the step finds its output again."""
+    return prefix + hashlib.sha1(repr(what).encode()).hexdigest()[:16]
+
+
+def made(build: Path, name: str) -> Path:
+    """Where a step's output named `name` is: in vectors/ if a killed run moved it there but
+    never published it, else in build/."""
+    moved = build.parent / name
+    return moved if moved.is_dir() else build / name

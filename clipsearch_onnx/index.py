@@ -16,7 +16,6 @@ import threading
 import time
 from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +25,7 @@ from clipsearch_onnx import generations, index_small, publishing
 from clipsearch_onnx.errors import IndexCorrupt
 from clipsearch_onnx.generations import INDEX_JSON, VECTORS, check_file, read_meta
 from clipsearch_onnx.layouts import Layout
+from clipsearch_onnx.open_segment import OpenSegment, selector
 from clipsearch_onnx.publishing import (
     DEFAULT_IVF_THRESHOLD,
     Part,
@@ -50,10 +50,7 @@ __all__ = [
 
 INDEX_TYPES = ("auto", "flat", "ivf-sq8", "ivf-pq")
 SERIAL_BELOW = 16  # searches of fewer queries run on one thread (see VectorIndex.search)
-BATCH_IDS_BELOW = 1 << 16  # smaller id sets are hashed (IDSelectorBatch), larger ones a bitmap
 RESTRICT_BELOW = 64  # allowed ids per list below which a filter also narrows the lists probed
-FADV_WILLNEED = getattr(os, "POSIX_FADV_WILLNEED", None)
-PREFETCH_ABOVE = 16 << 20  # segments whose lists take more bytes than this are prefetched
 
 
 def publish(
@@ -98,61 +95,6 @@ class _ArraySource:
             yield Part(self.key, self.ids, self.vectors)
 
 
-def _selector(ids: np.ndarray) -> tuple[Any, list[Any]]:
-    """A faiss IDSelector for sorted, unique int64 `ids`, and the objects it must outlive."""
-    import faiss
-
-    if len(ids) < BATCH_IDS_BELOW or ids[0] < 0:
-        keep = np.ascontiguousarray(ids, dtype=np.int64)
-        return faiss.IDSelectorBatch(len(keep), faiss.swig_ptr(keep)), [keep]
-    bits = np.zeros(int(ids[-1]) + 1, dtype=bool)
-    bits[ids] = True
-    bitmap = np.packbits(bits, bitorder="little")
-    return faiss.IDSelectorBitmap(len(bits), faiss.swig_ptr(bitmap)), [bitmap]
-
-
-@dataclass
-class _Open:
-    """One segment, opened for searching."""
-
-    segment: Segment
-    invlists: Any
-    entries: np.ndarray
-    dead: Any  # IDSelectorNot of the dead ids, or None
-    fd: int | None
-    keep: list[Any] = field(default_factory=list)
-
-    def prefetch(self, lists: np.ndarray) -> None:
-        """Asks the kernel to read the probed lists now, in file order, so that the scan that
-        follows finds them in the page cache instead of faulting them in one page at a time
-        (a cold one-shot query at 1M vectors: 11.7 s of random page faults before). Small
-        segments are left to the kernel's own read-ahead: a few pages, often cached already."""
-        if self.fd is None or FADV_WILLNEED is None or self.bytes < PREFETCH_ABOVE:
-            return
-        sizes = self.segment.sizes[lists]
-        lists = lists[sizes > 0]
-        if not len(lists):
-            return
-        starts = self.segment.offsets[lists]
-        ends = starts + self.segment.sizes[lists] * (self.segment.code_size + 8)
-        order = np.argsort(starts)
-        starts, ends = starts[order], ends[order]
-        gap = starts[1:] > ends[:-1] + (256 << 10)  # join ranges less than 256 KiB apart
-        first = np.concatenate([[0], np.flatnonzero(gap) + 1])
-        last = np.concatenate([np.flatnonzero(gap), [len(starts) - 1]])
-        for a, b in zip(starts[first], ends[last], strict=True):
-            os.posix_fadvise(self.fd, int(a), int(b - a), FADV_WILLNEED)
-
-    @property
-    def bytes(self) -> int:
-        return self.segment.count * (self.segment.code_size + 8)
-
-    def close(self) -> None:
-        if self.fd is not None:
-            os.close(self.fd)
-            self.fd = None
-
-
 class VectorIndex:
     """An opened generation: the layout's trained shell plus its memory-mapped segments."""
 
@@ -160,7 +102,7 @@ class VectorIndex:
         self.index_dir = index_dir
         self.meta = meta
         self.layout = layout
-        self._segments: list[_Open] = opened
+        self._segments: list[OpenSegment] = opened
         self._lock = threading.Lock()
 
     @classmethod
@@ -192,7 +134,7 @@ class VectorIndex:
             return cls(index_dir, meta, None, [])
         vec = index_dir / VECTORS
         layout = Layout.load(vec / meta["layout"]["name"])
-        opened: list[_Open] = []
+        opened: list[OpenSegment] = []
         for seg in meta["segments"]:
             segment = Segment.load(vec / seg["name"], layout.code_size)
             dead: Any = None
@@ -201,12 +143,12 @@ class VectorIndex:
                 import faiss
 
                 ids = np.load(vec / seg["dead"], allow_pickle=False)
-                inner, keep = _selector(ids)
+                inner, keep = selector(ids)
                 dead = faiss.IDSelectorNot(inner)
                 keep.append(inner)
             fd = os.open(segment.path / "lists.ivfdata", os.O_RDONLY)
             entries = segment.entries()
-            opened.append(_Open(segment, segment.invlists(), entries, dead, fd, keep))
+            opened.append(OpenSegment(segment, segment.invlists(), entries, dead, fd, keep))
         if sum(s["live"] for s in meta["segments"]) != meta["count"]:
             raise IndexCorrupt(f"the index in {index_dir} is inconsistent (vector count)")
         return cls(index_dir, meta, layout, opened)
@@ -258,7 +200,7 @@ class VectorIndex:
         if not len(allowed) or not len(holding):
             return empty
         width = max(nprobe, int(np.ceil(2 * k * len(holding) / len(allowed))))
-        only, keep = _selector(allowed)
+        only, keep = selector(allowed)
         with self._lock, _serial_for(queries):
             while True:
                 lists, dis = self.layout.coarse.rank(queries, width, among=holding)
@@ -335,7 +277,7 @@ class VectorIndex:
 
     def _run(
         self,
-        s: _Open,
+        s: OpenSegment,
         queries: np.ndarray,
         lists: np.ndarray,
         dis: np.ndarray,

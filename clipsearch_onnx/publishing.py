@@ -19,35 +19,27 @@ any point leaves the published generation untouched and the next publication reu
 
 from __future__ import annotations
 
-import math
 import os
 import time
-from collections.abc import Callable, Collection, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
-from clipsearch_onnx import coarse, generations, layouts, segments
-from clipsearch_onnx.errors import IndexCorrupt, IndexError_
+from clipsearch_onnx import coarse, encoding, generations, layouts, segments, tiers
+from clipsearch_onnx.encoding import live_rows, read_rows
+from clipsearch_onnx.errors import IndexError_
 from clipsearch_onnx.generations import VECTORS
 from clipsearch_onnx.layouts import Layout
 from clipsearch_onnx.segments import Segment
 from clipsearch_onnx.shards import fsync_dir
-
-if TYPE_CHECKING:
-    from concurrent.futures import Future
+from clipsearch_onnx.tiers import Held
 
 DEFAULT_IVF_THRESHOLD = 200_000
 DEFAULT_MEMORY = 768 << 20  # bytes of encoded chunk + vectors in flight while publishing
-LEVEL_BASE = 4096  # segments below this many live entries are all one size tier
-FANOUT = 4  # this many segments of one tier are merged into one of the next
-MAX_SEGMENTS = 12
-MAX_DEAD = 0.25  # a segment with more dead entries than this is rewritten without them
 BUILD = "build"
-# Batches are encoded on this many threads, each with one OpenMP thread (see coarse.assign).
-WORKERS = max(1, min(4, os.cpu_count() or 1))
 
 
 @dataclass(frozen=True)
@@ -91,19 +83,6 @@ def default_nprobe(nlist: int) -> int:
     return max(1, min(nlist, max(8, nlist // 8)))
 
 
-@dataclass(eq=False)
-class _Held:
-    """A segment of the new generation and which of its parts are still alive."""
-
-    segment: Segment
-    keep: np.ndarray | None  # bool over its parts; None: all
-    live: int
-
-    @property
-    def dead_fraction(self) -> float:
-        return 1 - self.live / max(1, self.segment.count)
-
-
 def publish(
     index_dir: Path,
     source: PartSource,
@@ -140,7 +119,7 @@ def publish(
         and not layouts.outgrown(layout_info, want, total)
     )
     current = set(counts)
-    held: list[_Held] = []
+    held: list[Held] = []
     layout: Layout | None = None
     if reuse and meta_prev is not None and layout_info is not None:
         for seg in meta_prev["segments"]:
@@ -148,7 +127,7 @@ def publish(
             pieces = segment.parts()
             keep = np.array([p[:2] in current for p in pieces], dtype=bool)
             live = sum(p[2] for p, k in zip(pieces, keep, strict=True) if k)
-            held.append(_Held(segment, None if keep.all() else keep, live))
+            held.append(Held(segment, None if keep.all() else keep, live))
     seen = {p for h in held for p, k in _kept(h) if k}
     new = [p for p in counts if p not in seen]
     if new:
@@ -157,8 +136,8 @@ def publish(
         else:
             unused = {p for p in vec.glob("layout-*") if p.name not in generations.referenced(prev)}
             layout = _trained(build, unused, want, source, counts, total, progress)
-        held.append(_encode(build, layout, source, new, memory, progress))
-    held = _tidy(build, [h for h in held if h.live > 0], progress)
+        held.append(encoding.encode(build, layout, source, new, memory, progress))
+    held = tiers.tidy(build, [h for h in held if h.live > 0], progress)
 
     # Everything new was made in build/ (or is there from a killed run): checksummed there,
     # then moved into vectors/ under the same names, and index.json is written last.
@@ -193,21 +172,6 @@ def _uuid_hex(n: int) -> str:
     return uuid.uuid4().hex[:n]
 
 
-def _digest(what: object) -> str:
-    """A name for what a step makes from `what` (a repr-able description of its inputs), so that
-    a run killed after the step finds its output again."""
-    import hashlib
-
-    return hashlib.sha1(repr(what).encode()).hexdigest()[:16]
-
-
-def _made(build: Path, name: str) -> Path:
-    """Where a step's output named `name` is: in vectors/ if a killed run moved it there but
-    never published it, else in build/."""
-    moved = build.parent / name
-    return moved if moved.is_dir() else build / name
-
-
 def _remove(path: Path) -> None:
     import shutil
 
@@ -225,7 +189,7 @@ def _code_size(meta: dict[str, Any]) -> int:
     return int(meta["layout"]["code_size"])
 
 
-def _kept(held: _Held) -> Iterator[tuple[tuple[str, int], bool]]:
+def _kept(held: Held) -> Iterator[tuple[tuple[str, int], bool]]:
     pieces = held.segment.parts()
     keep = held.keep if held.keep is not None else np.ones(len(pieces), bool)
     yield from zip((p[:2] for p in pieces), (bool(k) for k in keep), strict=True)
@@ -263,11 +227,11 @@ def _trained(
     starts = {key: int(end - n) for (key, n), end in zip(counts, ends, strict=True)}
     expected = dict(counts)
     for part in source.parts(set(expected)):
-        live = _live_rows(part, expected[part.key])
+        live = live_rows(part, expected[part.key])
         start = starts[part.key]
         lo, hi = np.searchsorted(picks, [start, start + len(live)])
         if hi > lo:
-            sample[lo:hi] = _read(part, live[picks[lo:hi] - start])
+            sample[lo:hi] = read_rows(part, live[picks[lo:hi] - start])
             progress.advance(int(hi - lo))
     progress.start("training", size)
     layout = layouts.train(dest, kind, sample, nlist, total)
@@ -276,181 +240,11 @@ def _trained(
     return layout
 
 
-def _live_rows(part: Part, count: int) -> np.ndarray:
-    live = np.flatnonzero(np.asarray(part.ids) >= 0)
-    if len(live) != count or len(part.ids) > len(part.vectors):
-        raise IndexCorrupt(
-            f"embedding shard {part.key} does not match the catalog ({len(live)} live rows of "
-            f"{len(part.vectors)} where {count} were expected); rebuild with --rebuild"
-        )
-    return live
-
-
-def _read(part: Part, rows: np.ndarray) -> np.ndarray:
-    try:
-        return np.asarray(part.vectors[rows], dtype=np.float32)
-    except (OSError, ValueError, IndexError) as exc:
-        raise IndexCorrupt(
-            f"embedding shard {part.key} is damaged ({exc}); rebuild with --rebuild"
-        ) from exc
-
-
-def _encode(
-    build: Path,
-    layout: Layout,
-    source: PartSource,
-    new: list[tuple[str, int]],
-    memory: int,
-    progress: Progress,
-) -> _Held:
-    """Encodes the `new` parts into chunks (bounded by `memory`), then joins the chunks into one
-    new segment. A chunk already encoded by a killed run (same layout, same slices) is reused."""
-    from collections import deque
-    from concurrent.futures import ThreadPoolExecutor
-
-    cs = layout.code_size
-    chunk_rows = max(1024, (memory // 2) // (cs + 16))
-    batch_rows = max(256, min(16384, (memory // 4) // (4 * layout.shell.d * (WORKERS + 1))))
-    plan: list[list[tuple[str, int, int, int]]] = [[]]  # chunks of (key, count, lo, hi)
-    room = chunk_rows
-    for key, count in new:
-        lo = 0
-        while lo < count:
-            take = min(room, count - lo)
-            plan[-1].append((key, count, lo, lo + take))
-            lo, room = lo + take, room - take
-            if room == 0:
-                plan.append([])
-                room = chunk_rows
-    plan = [c for c in plan if c]
-    names = ["chunk-" + _digest((layout.path.name, c)) for c in plan]
-    dest = _made(build, "seg-" + _digest(names))
-    if dest.is_dir():  # a killed run got as far as joining the chunks
-        progress.start("encoding", sum(n for _, n in new))
-        progress.advance(sum(n for _, n in new))
-        segment = Segment.load(dest, cs)
-        return _Held(segment, None, segment.count)
-    progress.start("encoding", sum(n for _, n in new))
-    todo: dict[str, list[tuple[str, int, int]]] = {}
-    for chunk, name in zip(plan, names, strict=True):
-        if (build / name).is_dir():
-            progress.advance(sum(hi - lo for _, _, lo, hi in chunk))
-        else:
-            for key, _, lo, hi in chunk:
-                todo.setdefault(key, []).append((name, lo, hi))
-    buffers: dict[str, _Chunk] = {}
-    sizes = {name: sum(hi - lo for _, _, lo, hi in c) for c, name in zip(plan, names, strict=True)}
-    tables = {
-        name: [(k, n, hi - lo) for k, n, lo, hi in c] for c, name in zip(plan, names, strict=True)
-    }
-    if todo:
-        counts = dict(new)
-        pending: deque[tuple[Future, str, int, np.ndarray]] = deque()
-
-        def drain(limit: int) -> None:
-            while len(pending) > limit:
-                future, name, number, ids = pending.popleft()
-                lists, codes = future.result()
-                buf = buffers[name]
-                buf.add(lists, codes, ids, number)
-                progress.advance(len(ids))
-                if buf.full:
-                    buf.write(build / name, layout.info["nlist"], tables[name])
-                    del buffers[name]
-
-        with ThreadPoolExecutor(WORKERS, initializer=_one_omp_thread) as pool:
-            for part in source.parts(set(todo)):
-                live = _live_rows(part, counts[part.key])
-                for name, lo, hi in todo[part.key]:
-                    buffers.setdefault(name, _Chunk(sizes[name], cs))
-                    number = [p[0] for p in tables[name]].index(part.key)
-                    for b in range(lo, hi, batch_rows):
-                        rows = live[b : min(hi, b + batch_rows)]
-                        job = pool.submit(_encode_rows, layout, part, rows)
-                        pending.append((job, name, number, np.asarray(part.ids)[rows]))
-                        drain(WORKERS)
-            drain(0)
-    if buffers:
-        raise IndexCorrupt("the shards changed while publishing; run the command again")
-    if len(names) == 1:
-        os.replace(build / names[0], dest)
-    else:
-        chunks = [Segment.load(build / n, cs) for n in names]
-        progress.start("merging", layout.info["nlist"])
-        segments.merge(dest, [(c, None) for c in chunks], progress.advance)
-    segment = Segment.load(dest, cs)
-    return _Held(segment, None, segment.count)
-
-
-def _one_omp_thread() -> None:
-    import faiss
-
-    faiss.omp_set_num_threads(1)
-
-
-def _encode_rows(layout: Layout, part: Part, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    return layout.encode(_read(part, rows))
-
-
-class _Chunk:
-    def __init__(self, rows: int, code_size: int):
-        self.lists = np.empty(rows, np.int32)
-        self.codes = np.empty((rows, code_size), np.uint8)
-        self.ids = np.empty(rows, np.int64)
-        self.part = np.empty(rows, np.int32)
-        self.n = 0
-
-    @property
-    def full(self) -> bool:
-        return self.n == len(self.ids)
-
-    def add(self, lists: np.ndarray, codes: np.ndarray, ids: np.ndarray, part: int) -> None:
-        end = self.n + len(ids)
-        self.lists[self.n : end], self.codes[self.n : end] = lists, codes
-        self.ids[self.n : end], self.part[self.n : end] = ids, part
-        self.n = end
-
-    def write(self, dest: Path, nlist: int, table: Sequence[segments.Piece]) -> None:
-        segments.write_encoded(dest, nlist, self.lists, self.codes, self.ids, self.part, table)
-
-
-def _level(live: int) -> int:
-    return 0 if live < LEVEL_BASE else int(math.log(live / LEVEL_BASE, FANOUT)) + 1
-
-
-def _tidy(build: Path, held: list[_Held], progress: Progress) -> list[_Held]:
-    """Merges segments until: no tier holds FANOUT segments, none is more than MAX_DEAD dead,
-    and there are at most MAX_SEGMENTS."""
-    while True:
-        group: list[_Held] = []
-        levels: dict[int, list[_Held]] = {}
-        for h in held:
-            levels.setdefault(_level(h.live), []).append(h)
-        crowded = [hs for hs in levels.values() if len(hs) >= FANOUT]
-        if crowded:
-            group = crowded[0]
-        elif len(held) > MAX_SEGMENTS:
-            group = sorted(held, key=lambda h: h.live)[: len(held) - MAX_SEGMENTS + 1]
-        else:
-            group = [h for h in held if h.dead_fraction > MAX_DEAD][:1]
-        if not group:
-            return held
-        inputs = [
-            (h.segment.path.name, None if h.keep is None else h.keep.tobytes()) for h in group
-        ]
-        dest = _made(build, "seg-" + _digest(inputs))
-        if not dest.is_dir():  # (else a killed run merged these already)
-            progress.start("merging", len(group[0].segment.sizes))
-            segments.merge(dest, [(h.segment, h.keep) for h in group], progress.advance)
-        merged = Segment.load(dest, group[0].segment.code_size)
-        held = [h for h in held if h not in group] + [_Held(merged, None, merged.count)]
-
-
 def _meta(
     index_dir: Path,
     generation: int,
     layout_name: str | None,
-    held: list[_Held],
+    held: list[Held],
     prev: dict[str, Any] | None,
     records: dict[str, dict[str, Any]],
     dim: int,

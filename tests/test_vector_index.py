@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from clipsearch_onnx import index as vector_index
-from clipsearch_onnx import index_small, layouts, publishing
+from clipsearch_onnx import index_small, layouts, open_segment, tiers
 from clipsearch_onnx.index import VectorIndex
 from tests.vector_shards import Shards, recall, truth
 
@@ -126,7 +126,7 @@ def test_new_shards_add_segments_and_dead_rows_never_come_back(tmp_path):
     for _ in range(12):
         shards.add(3)
         meta = vector_index.publish(tmp_path, shards, kind="ivf-sq8")
-    assert len(meta["segments"]) <= publishing.FANOUT + 1
+    assert len(meta["segments"]) <= tiers.FANOUT + 1
     assert meta["count"] == 1501 + 36
     assert {s["name"] for s in meta["segments"]} | {meta["layout"]["name"]} <= {
         p.name for p in (tmp_path / "vectors").iterdir()
@@ -313,7 +313,7 @@ def test_prefetch_asks_for_exactly_the_probed_lists_in_file_order(ivf, monkeypat
     queries = shards.draw(3)
     plain = index.search(queries, 10, nprobe=5)
     calls = []
-    monkeypatch.setattr(vector_index, "PREFETCH_ABOVE", 0)
+    monkeypatch.setattr(open_segment, "PREFETCH_ABOVE", 0)
     monkeypatch.setattr(os, "posix_fadvise", lambda fd, at, n, advice: calls.append((at, n)))
     assert (np.array(index.search(queries, 10, nprobe=5)) == np.array(plain)).all()
     segment = index._segments[0].segment
