@@ -114,9 +114,11 @@ class Layout:
         return cls(path, info, shell, coarse.Coarse(centroids, top, bounds))
 
 
-def train(dest: Path, kind: str, sample: np.ndarray, nlist: int, count: int) -> Layout:
+def train(
+    dest: Path, kind: str, sample: np.ndarray, nlist: int, count: int, generation: int
+) -> Layout:
     """Trains a layout on `sample` (float32 [S, D], uniform over the collection of `count`
-    vectors; may be a memmap) and writes it to `dest`."""
+    vectors; may be a memmap) for `generation` and writes it to `dest`."""
     import shutil
 
     import faiss
@@ -137,6 +139,7 @@ def train(dest: Path, kind: str, sample: np.ndarray, nlist: int, count: int) -> 
         "dim": dim,
         "tier": coarse.tier(nlist),
         "trained_for": int(count),
+        "generation": int(generation),  # the publication it was trained for
         "code_size": int(shell.code_size),
     }
     tmp = dest.with_name(f".tmp-{dest.name}")

@@ -134,8 +134,7 @@ def publish(
         if reuse and layout_info is not None:
             layout = Layout.load(vec / layout_info["name"])
         else:
-            unused = {p for p in vec.glob("layout-*") if p.name not in generations.referenced(prev)}
-            layout = _trained(build, unused, want, source, counts, total, progress)
+            layout = _trained(build, generation, want, source, counts, total, progress)
         held.append(encoding.encode(build, layout, source, new, memory, progress))
     held = tiers.tidy(build, [h for h in held if h.live > 0], progress)
 
@@ -197,27 +196,27 @@ def _kept(held: Held) -> Iterator[tuple[tuple[str, int], bool]]:
 
 def _trained(
     build: Path,
-    unused: set[Path],
+    generation: int,
     kind: str,
     source: PartSource,
     counts: list,
     total: int,
     progress: Progress,
 ) -> Layout:
-    """A new layout for `total` vectors: one trained by a killed run if it left one (in build/,
-    or already moved into vectors/ but never published: `unused`)."""
+    """A new layout for `total` vectors, for publication `generation`: the one a killed run of
+    that publication trained, if it left one (in build/, or moved into vectors/ just before it
+    was killed)."""
     nlist = layouts.lists_for(kind, total)
     name = f"layout-{kind}-{nlist}-"
-    for done in sorted(build.glob(f"{name}*")) + sorted(
-        p for p in unused if p.name.startswith(name)
-    ):
-        layout = Layout.load(done)
-        if int(layout.info["dim"]) == source.dim:
-            return layout
+    for done in sorted(build.glob(f"{name}*")) + sorted(build.parent.glob(f"{name}*")):
+        info = layouts.read_info(done)
+        if info.get("generation") == generation and int(info["dim"]) == source.dim:
+            return Layout.load(done)
     build.mkdir(parents=True, exist_ok=True)
     dest = build / f"layout-{kind}-{nlist}-{_uuid_hex(6)}"
     if nlist == 1:
-        return layouts.train(dest, kind, np.zeros((0, source.dim), np.float32), 1, total)
+        empty = np.zeros((0, source.dim), np.float32)
+        return layouts.train(dest, kind, empty, 1, total, generation)
     size = coarse.sample_size(nlist, total)
     path = build / f".sample-{nlist}.npy"
     sample = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=(size, source.dim))
@@ -234,7 +233,7 @@ def _trained(
             sample[lo:hi] = read_rows(part, live[picks[lo:hi] - start])
             progress.advance(int(hi - lo))
     progress.start("training", size)
-    layout = layouts.train(dest, kind, sample, nlist, total)
+    layout = layouts.train(dest, kind, sample, nlist, total, generation)
     del sample
     path.unlink(missing_ok=True)
     return layout
