@@ -98,6 +98,7 @@ def encode(
     tables = {
         name: [(k, n, hi - lo) for k, n, lo, hi in c] for c, name in zip(plan, names, strict=True)
     }
+    numbers = {name: {p[0]: i for i, p in enumerate(tables[name])} for name in tables}
     if todo:
         counts = dict(new)
         pending: deque[tuple[Future, str, int, np.ndarray]] = deque()
@@ -118,7 +119,7 @@ def encode(
                 live = live_rows(part, counts[part.key])
                 for name, lo, hi in todo[part.key]:
                     buffers.setdefault(name, _Chunk(sizes[name], cs))
-                    number = [p[0] for p in tables[name]].index(part.key)
+                    number = numbers[name][part.key]
                     for b in range(lo, hi, batch_rows):
                         rows = live[b : min(hi, b + batch_rows)]
                         job = pool.submit(_encode_rows, layout, part, rows)

@@ -38,7 +38,7 @@ from clipsearch_onnx.shards import fsync_dir
 from clipsearch_onnx.tiers import Held
 
 DEFAULT_IVF_THRESHOLD = 200_000
-DEFAULT_MEMORY = 768 << 20  # bytes of encoded chunk + vectors in flight while publishing
+DEFAULT_MEMORY = 512 << 20  # bytes of encoded chunks + vectors in flight while publishing
 BUILD = "build"
 
 
