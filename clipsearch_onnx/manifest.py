@@ -18,6 +18,7 @@ from typing import Any
 from clipsearch_onnx.errors import ModelError
 
 MANIFEST = "manifest.json"
+FORMAT = 2  # the newest manifest format this runtime reads (export/manifest.py writes it)
 PRECISIONS = ("int8", "fp32")
 TOWERS = ("vision", "text")
 # What manifests written before the "preprocess" entry mean (CLIP's CLIPImageProcessor).
@@ -72,6 +73,12 @@ class Manifest:
             ) from None
         except (OSError, ValueError) as exc:
             raise ModelError(f"cannot read {path}: {exc}") from exc
+        version = data.get("format", 1) if isinstance(data, dict) else None
+        if not isinstance(version, int) or version > FORMAT:
+            raise ModelError(
+                f"{path} is not a manifest this version reads (format {version!r}, it reads up "
+                f"to {FORMAT}): upgrade clipsearch, or export the model again"
+            )
         try:
             return cls(
                 model_dir=model_dir,

@@ -10,7 +10,7 @@ from pathlib import Path
 from clipsearch_onnx.manifest import MANIFEST, sha256_file
 from export import families
 
-FORMAT = 1
+FORMAT = 2  # 2: family, preprocess, text_inputs, scores, tokenizer kind (1 = CLIP only)
 PRECISIONS = {
     "fp32": {"vision": "vision.onnx", "text": "text.onnx"},
     "int8": {"vision": "vision.int8.onnx", "text": "text.int8.onnx"},

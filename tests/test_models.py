@@ -114,3 +114,12 @@ def test_models_command_lists_recommendations_and_exported_folders(siglip, tmp_p
         "someone/tiny-siglip",
         False,
     )
+
+
+def test_a_manifest_from_a_newer_export_is_refused_in_one_line(tmp_path):
+    from clipsearch_onnx.manifest import Manifest
+
+    (tmp_path / "manifest.json").write_text(json.dumps({"format": 99}))
+    with pytest.raises(ModelError, match="format 99") as err:
+        Manifest.load(tmp_path)
+    assert "\n" not in str(err.value)
