@@ -343,3 +343,24 @@ def test_a_small_flat_index_is_searched_without_importing_faiss(tmp_path):
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     found, faiss_loaded = out.stdout.split("\n")[:2]
     assert faiss_loaded == "False" and len(json.loads(found)) == 3
+
+
+def test_segments_answer_exactly_as_faiss_own_ivf_with_the_same_codes(ivf):
+    """The lists written and merged on disk (several shards, chunks, one segment) answer with the
+    same ids and scores as an in-memory faiss IVF given the same vectors and list assignment."""
+    import faiss
+
+    folder, shards = ivf
+    index = VectorIndex.open(folder)
+    reference = faiss.clone_index(index.layout.shell)
+    ids, vectors = shards.live()
+    lists = index.layout.coarse.assign(vectors)
+    reference.add_core(
+        len(vectors), faiss.swig_ptr(vectors), faiss.swig_ptr(ids), faiss.swig_ptr(lists)
+    )
+    reference.nprobe = 7
+    queries = shards.draw(20)
+    want_scores, want_ids = reference.search(queries, 10)
+    scores, found = index.search(queries, 10, nprobe=7)
+    np.testing.assert_array_equal(found, want_ids)
+    np.testing.assert_array_equal(scores, want_scores)
