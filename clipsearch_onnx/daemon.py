@@ -85,17 +85,21 @@ def _index_named(argv: list[str]) -> str:
 
 
 def _columns() -> int | None:
-    """The terminal width a table should fit, as `shutil.get_terminal_size` would say (None when
-    stdout is not a terminal)."""
-    if not sys.stdout.isatty():
+    """The width a table is written for, as the CLI works it out (`cli.results.table_width`:
+    COLUMNS or the terminal's width, 80 failing both; None when stdout is no terminal and
+    COLUMNS is unset)."""
+    if "COLUMNS" not in os.environ and not sys.stdout.isatty():
         return None
-    env = os.environ.get("COLUMNS", "")
-    if env.isdigit() and int(env) > 0:
-        return int(env)
     try:
-        return os.get_terminal_size(sys.stdout.fileno()).columns or None
-    except (OSError, ValueError):
-        return None
+        columns = int(os.environ.get("COLUMNS", ""))
+    except ValueError:
+        columns = 0
+    if columns <= 0:  # shutil.get_terminal_size's rule, without importing shutil
+        try:
+            columns = os.get_terminal_size(sys.__stdout__.fileno()).columns  # type: ignore[union-attr]
+        except (AttributeError, ValueError, OSError):
+            columns = 0
+    return columns or 80
 
 
 def ask(index_dir: str, request: dict, timeout: float = ANSWER_TIMEOUT) -> dict | None:

@@ -49,15 +49,20 @@ def quiet(stderr: str) -> str:
 
 @pytest.mark.parametrize(
     "args",
-    [("a dog running on the beach", "--json"), ("a cat", "--image", "img_0005.png", "-k", "2")],
-    ids=["text-json", "text-and-relative-image-table"],
+    [
+        ("a dog running on the beach", "--json"),
+        ("a cat", "--image", "img_0005.png", "-k", "2"),
+        ("a red car", "--paths", "-k", "4"),
+    ],
+    ids=["text-json", "text-and-relative-image-table-60-columns", "paths"],
 )
 def test_a_search_through_the_server_prints_what_a_local_search_prints(
     web_server, web_collection, args
 ):
     cwd = web_collection.photos  # a relative image path is the client's, not the server's
-    served = search(web_collection, *args, cwd=cwd, PYTHONPROFILEIMPORTTIME="1")
-    local = search(web_collection, *args, cwd=cwd, local=True, PYTHONPROFILEIMPORTTIME="1")
+    env = {"PYTHONPROFILEIMPORTTIME": "1", "COLUMNS": "60"}  # a table fitted to 60 columns
+    served = search(web_collection, *args, cwd=cwd, **env)
+    local = search(web_collection, *args, cwd=cwd, local=True, **env)
     assert served.stdout.strip()
     assert without_took(served.stdout) == without_took(local.stdout)
     assert quiet(served.stderr) == quiet(local.stderr) == ""

@@ -23,7 +23,7 @@ from clipsearch_onnx.search import Searcher
 
 # The options of a plain query; any other option given makes the request declined.
 PLAIN = {"command", "run", "text", "image", "k", "json", "jsonl", "index", "model", "precision"}
-PLAIN |= {"threads", "queries"}
+PLAIN |= {"threads", "queries", "paths", "null"}
 PATH_ENV = ["HOME", "XDG_DATA_HOME", "XDG_CACHE_HOME"]
 PATH_ENV += ["CLIPSEARCH_HOME", "CLIPSEARCH_INDEX", "CLIPSEARCH_MODEL"]
 
@@ -71,7 +71,10 @@ def _absolute(path: str | None, cwd: str) -> str | None:
 def answer(request: dict[str, Any], s: Searcher) -> str:
     """What `clipsearch search ARGV` prints on stdout in the client's place, or Decline."""
     argv, cwd, env = request.get("argv"), request.get("cwd"), request.get("env")
+    columns = request.get("columns")
     if not isinstance(argv, list) or not all(isinstance(a, str) for a in argv):
+        raise Decline("malformed request")
+    if columns is not None and (not isinstance(columns, int) or isinstance(columns, bool)):
         raise Decline("malformed request")
     if not isinstance(cwd, str) or not os.path.isabs(cwd) or env != settings_env(os.environ):
         raise Decline("another environment")
@@ -86,7 +89,8 @@ def answer(request: dict[str, Any], s: Searcher) -> str:
     given_image = args.image
     args.index, args.model = _absolute(args.index, cwd), _absolute(args.model, cwd)
     from clipsearch_onnx.cli.options import settings_from
-    from clipsearch_onnx.cli.search import write_response
+    from clipsearch_onnx.cli.results import write_response
+    from clipsearch_onnx.cli.search import check_output_options
 
     settings = settings_from(args)
     if cwd != os.getcwd() and any(
@@ -104,9 +108,10 @@ def answer(request: dict[str, Any], s: Searcher) -> str:
         raise Decline("another model, precision or thread count")
     if args.k < 1 or (args.text is None and args.image is None):
         raise Decline("the client reports this error itself")
+    check_output_options(args)  # a UsageError: declined, and the client reports it
     response = s.search(args.text, _absolute(given_image, cwd), args.k)
     if given_image is not None:
         response = replace(response, query={**response.query, "image": given_image})
     out = io.StringIO()
-    write_response(response.to_json(), args, out)
+    write_response(response.to_json(), args, out, columns=columns)
     return out.getvalue()
