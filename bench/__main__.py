@@ -1,5 +1,6 @@
-"""`python -m bench [--quick] [--skip-1m] [--only web|models|scale|imaging]`: measure, print, and write
-BENCHMARKS.md (`--only PART` measures and prints that part alone, leaving BENCHMARKS.md alone)."""
+"""`python -m bench [--quick] [--skip-1m] [--only web|models|scale|imaging|speed]`: measure, print,
+and write BENCHMARKS.md (`--only PART` measures and prints that part alone, leaving BENCHMARKS.md
+alone)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench import images, imaging, large, levers, machine, report, scale, throughput, web
+from bench import images, imaging, large, levers, machine, report, scale, speed, throughput, web
 from bench.model import ensure_model
 from bench.run import run, say
 
@@ -29,12 +30,13 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument(
         "--only",
-        choices=("web", "models", "scale", "imaging"),
+        choices=("web", "models", "scale", "imaging", "speed"),
         help="measure only that part (web: `clipsearch serve` and one-shot search through it; "
         "models: image throughput of each recommended model architecture; scale: 1M-10M vector "
         "collections, hours; imaging: decoding fidelity, int8 batch dependence and decode cost, "
-        "bench/imaging.py); print it and keep its figures in CACHE/ONLY.json, leaving --out "
-        "alone",
+        "bench/imaging.py; speed: GEMM limit, the model alone, end to end against OpenVINO and "
+        "PyTorch, one-shot queries, bench/speed.py); print it and keep its figures in "
+        "CACHE/ONLY.json, leaving --out alone",
     )
     p.add_argument(
         "--conditions", default="", metavar="TEXT", help="a note on how the machine was shared"
@@ -80,6 +82,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.only == "imaging":
         cache = args.cache.absolute()
         return imaging.main(cache, args.quick, ensure_model(cache)[1])
+    if args.only == "speed":
+        return only_speed(args)
     started = time.perf_counter()
     load_start = machine.load_average()
     if args.only == "scale":
@@ -133,6 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     }
 
     results["web"] = web.measure(index128, large_queries(), quick)
+    results["speed"] = speed.measure(cache, checkpoint, model, index128, quick=quick, rounds=rounds)
 
     sizes = [10_000, 100_000] if quick or args.skip_1m else [10_000, 100_000, 1_000_000]
     results["large"] = large.measure(
@@ -175,6 +180,18 @@ def only_web(args: argparse.Namespace) -> int:
         ["target", "goal", "measured", "met"], web.target_rows(figures)
     )
     sys.stdout.write("\n".join(text) + "\n")
+    return 0
+
+
+def only_speed(args: argparse.Namespace) -> int:
+    cache = args.cache.absolute()
+    checkpoint, model = ensure_model(cache)
+    web_images = images.make_photos(cache / "web", 128, images.WEB_SIZES, seed=1)
+    index128 = query_index(cache, model, web_images)
+    rounds = args.rounds or (1 if args.quick else 3)
+    figures = speed.measure(cache, checkpoint, model, index128, quick=args.quick, rounds=rounds)
+    (cache / "speed.json").write_text(json.dumps(figures, indent=1))
+    sys.stdout.write("\n".join(speed.render(figures, args.conditions)) + "\n")
     return 0
 
 

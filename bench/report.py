@@ -298,6 +298,10 @@ def render(results: dict, levers_text: list[str]) -> str:
         from bench.web import render as web
 
         out += web(results["web"], results["queries"]["count"])
+    if "speed" in results:
+        from bench.speed import render as speed
+
+        out += speed(results["speed"])
     if "large" in results:
         out += large(results["large"])
     out += levers_text

@@ -314,6 +314,9 @@ def open_searcher(
     else:
         # Queries are embedded one at a time: one text-tower thread unless --threads says so.
         encoder = model.encoder(
-            settings.threads, text_threads=settings.threads or 1, quick_start=quick_start
+            settings.threads,
+            text_threads=settings.threads or 1,
+            quick_start=quick_start,
+            backend=settings.backend,
         )
     return Searcher(index_dir, vectors, catalog, encoder, hold)

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from clipsearch_onnx import paths
+from clipsearch_onnx.backends import CHOICES as BACKENDS
 from clipsearch_onnx.errors import SettingsError
 
 PRECISIONS = ("int8", "fp32")
@@ -29,6 +30,9 @@ class Settings(NamedTuple):  # a NamedTuple, not a dataclass: `dataclasses` cost
     """ONNX Runtime intra-op threads. None: all physical cores."""
     batch_size: int = 32
     """Images per inference batch; also the commit unit when indexing."""
+    backend: str = "auto"
+    """What runs the model: 'onnxruntime', 'openvino' (the openvino extra) or 'auto' (the faster
+    one for the graph on this kind of CPU; see clipsearch_onnx/backends)."""
 
     def resolved_index_dir(self) -> Path:
         return (self.index_dir or paths.default_index_dir()).absolute()
@@ -50,6 +54,7 @@ KEYS = (
     Key("precision", "CLIPSEARCH_PRECISION", "--precision", str, "int8 or fp32"),
     Key("threads", "CLIPSEARCH_THREADS", "--threads", int, "inference threads (>= 1; all cores)"),
     Key("batch_size", "CLIPSEARCH_BATCH_SIZE", "--batch-size", int, "images per batch (>= 1; 32)"),
+    Key("backend", "CLIPSEARCH_BACKEND", "--backend", str, "auto, onnxruntime or openvino"),
 )
 _BY_NAME = {key.name: key for key in KEYS}
 
@@ -124,6 +129,8 @@ def _checked(key: Key, value: Any, where: str) -> Any:
         return number
     if key.name == "precision" and value not in PRECISIONS:
         raise SettingsError(f"{where} must be {' or '.join(PRECISIONS)}, not {value!r}")
+    if key.name == "backend" and value not in BACKENDS:
+        raise SettingsError(f"{where} must be one of {', '.join(BACKENDS)}, not {value!r}")
     return value
 
 

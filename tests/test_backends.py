@@ -16,6 +16,7 @@ from clipsearch_onnx.encoder import Encoder
 from clipsearch_onnx.errors import ModelError
 from clipsearch_onnx.manifest import Manifest
 from tests.factories import make_images
+from tests.fixtures_collection import cli_env, make_distinct_images, run_cli, write_captions
 
 TEXTS = ["a red circle", "two blue squares on a white background", "x"]
 
@@ -78,3 +79,35 @@ def test_onnxruntime_backend_does_not_import_openvino(exported_model):
     loaded = set(json.loads(out))
     assert "onnxruntime" in loaded
     assert "openvino" not in loaded
+
+
+def _eval(model: Path, folder: Path, *extra: str) -> dict:
+    proc = run_cli(
+        "eval", "--images", folder / "Images", "--captions", folder / "captions.txt",
+        "--model", model, "--precision", "int8", "--json", "-q", *extra, home=folder,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)["int8"]
+
+
+@needs_openvino
+def test_eval_reports_the_backend_and_openvino_scores_alike(exported_model, tmp_path):
+    names = [f"pic_{i}.jpg" for i in range(8)]
+    make_distinct_images(tmp_path / "Images", names, seed=9)
+    write_captions(
+        tmp_path / "captions.txt", {n: [f"{TEXTS[i % 3]} #{i}"] for i, n in enumerate(names)}
+    )
+    auto = _eval(exported_model, tmp_path)
+    forced = _eval(exported_model, tmp_path, "--backend", "openvino")
+    assert auto["backend"] == {"vision": "onnxruntime", "text": "onnxruntime"}
+    assert forced["backend"] == {"vision": "openvino", "text": "openvino"}
+    for way in ("t2i", "i2t"):
+        for k in ("R@1", "R@5"):
+            assert forced[way][k] == pytest.approx(auto[way][k], abs=100 / len(names) + 0.01)
+
+
+def test_an_unknown_backend_is_one_line_and_exit_2(exported_model, tmp_path):
+    env = {**cli_env(tmp_path), "CLIPSEARCH_BACKEND": "tensorrt"}
+    proc = run_cli("embed", "--text", "a cat", "--model", exported_model, home=tmp_path, env=env)
+    assert proc.returncode == 2
+    assert proc.stderr.count("\n") == 1 and "CLIPSEARCH_BACKEND" in proc.stderr, proc.stderr

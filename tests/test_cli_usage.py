@@ -82,7 +82,7 @@ def test_a_bad_setting_is_one_line_with_exit_2(tmp_path, monkeypatch, capsys, co
     assert_one_clean_line(err)
     assert words in err
     if "valid: " in words:
-        assert "(valid: model_dir, index_dir, precision, threads, batch_size)" in err
+        assert "(valid: model_dir, index_dir, precision, threads, batch_size, backend)" in err
 
 
 def test_a_bad_flag_value_is_one_line_with_exit_2(tmp_path, monkeypatch, capsys):

@@ -17,16 +17,18 @@ from __future__ import annotations
 
 import importlib.util
 from pathlib import Path
-from typing import Protocol
-
-import numpy as np
+from typing import TYPE_CHECKING, Protocol
 
 from clipsearch_onnx.errors import ModelError
+
+if TYPE_CHECKING:  # the names below are read by settings on the one-shot path: no numpy here
+    import numpy as np
 
 ONNXRUNTIME = "onnxruntime"
 OPENVINO = "openvino"
 BACKENDS = (ONNXRUNTIME, OPENVINO)
 AUTO = "auto"
+CHOICES = (AUTO, *BACKENDS)
 
 
 class Tower(Protocol):
@@ -43,8 +45,8 @@ def installed(backend: str) -> bool:
 
 
 def check_name(backend: str) -> str:
-    if backend not in (AUTO, *BACKENDS):
-        raise ModelError(f"backend must be one of {', '.join((AUTO, *BACKENDS))}, not {backend!r}")
+    if backend not in CHOICES:
+        raise ModelError(f"backend must be one of {', '.join(CHOICES)}, not {backend!r}")
     return backend
 
 

@@ -29,7 +29,7 @@ def run(args: argparse.Namespace) -> int:
     settings = settings_from(args)
     if not args.text and not args.image:
         raise InputError("nothing to embed: give --text and/or --image")
-    encoder = models.standalone(settings).encoder(settings.threads)
+    encoder = models.standalone(settings).encoder(settings.threads, backend=settings.backend)
     # Every file is read before any output, so a bad one fails the command cleanly.
     loaded = [read_file(Path(p).expanduser(), encoder.preprocess) for p in args.image]
     if args.text:

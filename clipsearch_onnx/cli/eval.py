@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from clipsearch_onnx.cli.options import settings_from
+from clipsearch_onnx.cli.options import add_backend, settings_from
 from clipsearch_onnx.cli.output import print_json
 from clipsearch_onnx.cli.usage import add_command
 from clipsearch_onnx.errors import ExitCode, InputError
@@ -41,6 +41,7 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
         help="fp32, int8, or fp32,int8 (default)",
     )
     p.add_argument("--threads", type=int, metavar="N")
+    add_backend(p)
     p.add_argument("--batch-size", type=int, metavar="N")
     p.add_argument("--json", action="store_true", help="JSON output")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
@@ -61,6 +62,12 @@ def _inputs(args: argparse.Namespace) -> tuple[Path, Path, Path | None]:
         raise InputError("give --dataset DIR, or --images DIR with --captions FILE")
     split = Path(args.split).expanduser() if args.split and not args.whole else None
     return Path(args.images).expanduser(), Path(args.captions).expanduser(), split
+
+
+def _backends(used: dict[str, str]) -> str:
+    if used["vision"] == used["text"]:
+        return used["vision"]
+    return f"images {used['vision']}, texts {used['text']}"
 
 
 def run(args: argparse.Namespace) -> int:
@@ -93,10 +100,13 @@ def _run(args: argparse.Namespace) -> int:
         "decoding": "reference",
     }
     for precision in precisions:
-        encoder = models.standalone(settings, precision).encoder(settings.threads)
+        encoder = models.standalone(settings, precision).encoder(
+            settings.threads, backend=settings.backend
+        )
         report[precision] = evaluate(
             data, encoder, batch_size=settings.batch_size, start=bar.start, advance=bar.advance
         )
+        report[precision]["backend"] = {t: encoder.backend_of(t) for t in ("vision", "text")}
     bar.finish()
     for line in [*warnings[:5], *(s for p in precisions for s in report[p]["skipped"][:5])]:
         print(f"warning: {line}", file=sys.stderr)
@@ -109,7 +119,7 @@ def _run(args: argparse.Namespace) -> int:
     )
     print(
         f"{'':6} {'t2i R@1':>8} {'R@5':>6} {'R@10':>6}  {'i2t R@1':>8} {'R@5':>6} {'R@10':>6}"
-        f"  {'img/s':>7} {'query/s':>8}"
+        f"  {'img/s':>7} {'query/s':>8}  backend"
     )
     for precision in precisions:
         r = report[precision]
@@ -117,6 +127,6 @@ def _run(args: argparse.Namespace) -> int:
         print(
             f"{precision:6} {t['R@1']:8.1f} {t['R@5']:6.1f} {t['R@10']:6.1f}  "
             f"{i['R@1']:8.1f} {i['R@5']:6.1f} {i['R@10']:6.1f}  "
-            f"{r['images_per_s']:7.1f} {r['queries_per_s']:8.1f}"
+            f"{r['images_per_s']:7.1f} {r['queries_per_s']:8.1f}  {_backends(r['backend'])}"
         )
     return ExitCode.OK

@@ -86,7 +86,9 @@ def _run(args: argparse.Namespace) -> int:
     bar = Bar(enabled=not args.quiet)
     indexer = Indexer(
         settings.resolved_index_dir(),
-        models.for_writing(settings, settings.resolved_index_dir()).encoder(settings.threads),
+        models.for_writing(settings, settings.resolved_index_dir()).encoder(
+            settings.threads, backend=settings.backend
+        ),
         batch_size=settings.batch_size,
         checkpoint=args.checkpoint,
         index_type=args.index_type,

@@ -27,6 +27,18 @@ def add_common(p: argparse.ArgumentParser, *, index: bool = True, model: bool = 
         p.add_argument(
             "--threads", type=int, metavar="N", help="inference threads (default: physical cores)"
         )
+        add_backend(p)
+
+
+def add_backend(p: argparse.ArgumentParser) -> None:
+    from clipsearch_onnx.backends import CHOICES
+
+    p.add_argument(
+        "--backend",
+        choices=CHOICES,
+        help="what runs the model (default auto: ONNX Runtime for the exported graphs; "
+        "openvino needs the openvino extra)",
+    )
 
 
 def settings_from(args: argparse.Namespace) -> Settings:
@@ -40,5 +52,6 @@ def settings_from(args: argparse.Namespace) -> Settings:
             "precision": getattr(args, "precision", None),
             "threads": getattr(args, "threads", None),
             "batch_size": getattr(args, "batch_size", None),
+            "backend": getattr(args, "backend", None),
         }
     )
