@@ -14,7 +14,10 @@ import json
 import resource
 import subprocess
 import sys
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -84,8 +87,13 @@ def _variants() -> dict[str, Callable[[Path, object], np.ndarray]]:
     def old_draft(path: Path, pre) -> np.ndarray:
         return pre.pixels(load_image(path, draft=True, min_side=pre.resize_shortest_edge))
 
+    def pillow_draft(path: Path, pre) -> np.ndarray:
+        with without_simplejpeg():
+            return pipeline.read_file(path, pre, pipeline.FAST).pixels
+
     return {
         f"fast (default, {pipeline.REDUCE_FACTOR}x target)": fast_at(None),
+        "fast, Pillow draft (no simplejpeg)": pillow_draft,
         "fast, 2x target": fast_at(2),
         "fast, 3x target": fast_at(3),
         "fast, 6x target": fast_at(6),
@@ -164,18 +172,44 @@ def _cpu() -> float:
     return r.ru_utime + r.ru_stime
 
 
-def decoders() -> dict[str, Callable[[bytes, str, object], np.ndarray]]:
+@contextmanager
+def without_simplejpeg() -> Iterator[None]:
+    """FAST decoding as it runs without the `decode` extra (Pillow's draft mode)."""
+    from clipsearch_onnx import turbo
+
+    kept, turbo.simplejpeg = turbo.simplejpeg, None
+    try:
+        yield
+    finally:
+        turbo.simplejpeg = kept
+
+
+def decoders() -> dict[str, tuple[Callable[[bytes, str, object], np.ndarray], bool]]:
+    """name -> (read(data, name, preprocessor) -> pixels, whether simplejpeg may be used)."""
+    from PIL import Image
+
     from clipsearch_onnx.decode import load_image
     from clipsearch_onnx.pipeline import FAST, REFERENCE, read_bytes
 
-    def old_draft(data: bytes, name: str, pre) -> np.ndarray:
+    def before(data: bytes, name: str, pre) -> np.ndarray:
+        """main before issue 11: draft down to 1x the target, the reduced image's geometry,
+        float64 rescale."""
         img = load_image(name, data=data, draft=True, min_side=pre.resize_shortest_edge)
-        return pre.pixels(img)
+        resized = img.resize(pre.resized_size(*img.size), Image.Resampling.BICUBIC)
+        arr = pre.crop(np.asarray(resized)).astype(np.float64) * (1 / 255)
+        return ((arr.astype(np.float32) - pre.mean) / pre.std).transpose(2, 0, 1)
+
+    def fast(data: bytes, name: str, pre) -> np.ndarray:
+        return read_bytes(data, name, pre, FAST).pixels
 
     return {
-        "reference (full decode, Pillow)": lambda d, n, p: read_bytes(d, n, p, REFERENCE).pixels,
-        "old draft mode (main before issue 11)": old_draft,
-        "fast (default)": lambda d, n, p: read_bytes(d, n, p, FAST).pixels,
+        "reference (full decode, Pillow)": (
+            lambda d, n, p: read_bytes(d, n, p, REFERENCE).pixels,
+            True,
+        ),
+        "before (draft 1x, main before issue 11)": (before, True),
+        "fast, Pillow draft 1/2-1/8 (no simplejpeg)": (fast, False),
+        "fast (default: simplejpeg M/8)": (fast, True),
     }
 
 
@@ -190,15 +224,56 @@ def decode_cost(images: dict[str, list[Path]], rounds: int = 2) -> list[dict]:
         data = [(p.read_bytes(), str(p)) for p in paths]
         cpu: dict[str, list[float]] = {}
         for _ in range(rounds):
-            for name, read in decoders().items():
-                c0 = _cpu()
-                for raw, path in data:
-                    read(raw, path, pre)
-                cpu.setdefault(name, []).append((_cpu() - c0) / len(data) * 1000)
+            for name, (read, turbo_on) in decoders().items():
+                with nullcontext() if turbo_on else without_simplejpeg():
+                    c0 = _cpu()
+                    for raw, path in data:
+                        read(raw, path, pre)
+                    cpu.setdefault(name, []).append((_cpu() - c0) / len(data) * 1000)
         rows.append(
             {"images": f"{len(paths)} {kind}", "cpu_ms": {k: min(v) for k, v in cpu.items()}}
         )
         say(f"decode cost {kind}: done")
+    return rows
+
+
+def pipeline_rate(model: Path, images: dict[str, list[Path]], workers: int = 2) -> list[dict]:
+    """Decode-ahead threads + the int8 image tower in this process (what `clipsearch index` does
+    between scanning and writing), per decoder, over photo- and web-sized JPEGs half and half:
+    images per second and CPU ms per image, decoders interleaved."""
+    from clipsearch_onnx.encoder import Encoder
+    from clipsearch_onnx.manifest import Manifest
+
+    encoder = Encoder(Manifest.load(model), "int8")
+    encoder.session("vision")
+    pre = encoder.preprocess
+    paths = [p for pair in zip(images["photo"], images["web"], strict=False) for p in pair]
+    rows = []
+    for name, (read, turbo_on) in decoders().items():
+        t0, c0 = time.perf_counter(), _cpu()
+        with (
+            nullcontext() if turbo_on else without_simplejpeg(),
+            ThreadPoolExecutor(workers) as pool,
+        ):
+            pixels = pool.map(lambda p, read=read: read(p.read_bytes(), str(p), pre), paths)
+            batch: list[np.ndarray] = []
+            for px in pixels:
+                batch.append(px)
+                if len(batch) == 32:
+                    encoder.embed_pixels(np.stack(batch))
+                    batch = []
+            if batch:
+                encoder.embed_pixels(np.stack(batch))
+        seconds, cpu = time.perf_counter() - t0, _cpu() - c0
+        rows.append(
+            {
+                "decoder": name,
+                "images": len(paths),
+                "img_per_s": len(paths) / seconds,
+                "cpu_ms_per_img": 1000 * cpu / len(paths),
+            }
+        )
+        say(f"pipeline {name}: {rows[-1]['img_per_s']:.1f} img/s")
     return rows
 
 
@@ -233,6 +308,7 @@ def render(results: dict) -> str:
             f"| {b32['min']:.6f} / {b32['mean']:.6f} |"
         )
     lines += ["", "### Decode + preprocess CPU ms per image (one thread, S = 224)", ""]
+    lines += ["(photo-sized: 1-12 MP; web-sized: 0.2-0.5 MP; detailed JPEGs, quality 90)", ""]
     names = list(results["cost"][0]["cpu_ms"])
     lines.append("| images | " + " | ".join(names) + " |")
     lines.append("|---|" + "---|" * len(names))
@@ -240,6 +316,14 @@ def render(results: dict) -> str:
         lines.append(
             f"| {row['images']} | " + " | ".join(f"{v:.1f}" for v in row["cpu_ms"].values()) + " |"
         )
+    if results.get("pipeline"):
+        lines += ["", "### Decoding threads + int8 image tower, full-size ViT-B/32", ""]
+        lines += ["| decoder | images | img/s | CPU ms per image |", "|---|---|---|---|"]
+        for row in results["pipeline"]:
+            lines.append(
+                f"| {row['decoder']} | {row['images']} | {row['img_per_s']:.1f} "
+                f"| {row['cpu_ms_per_img']:.1f} |"
+            )
     return "\n".join(lines) + "\n"
 
 
@@ -254,6 +338,7 @@ def main(cache: Path, quick: bool, full_model: Path | None) -> int:
             images["web"][:32],
         ),
         "cost": decode_cost(images, rounds=1 if quick else 2),
+        "pipeline": pipeline_rate(full_model, images) if full_model else [],
     }
     (cache / "imaging.json").write_text(json.dumps(results, indent=1))
     text = render(results)

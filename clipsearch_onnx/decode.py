@@ -20,13 +20,24 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image
 
+from clipsearch_onnx import turbo
 from clipsearch_onnx.errors import ImageError, InputError
 
 MAX_PIXELS_ENV = "CLIPSEARCH_MAX_PIXELS"
 WHITE = (255, 255, 255, 255)
 EXIF_IFD, DATE_TIME_ORIGINAL, ORIENTATION = 0x8769, 0x9003, 0x0112
+# EXIF orientation -> the turn that makes the picture upright (as ImageOps.exif_transpose does)
+TURNS = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
 _EXIF_DATE = re.compile(r"(\d{4}):(\d{2}):(\d{2})[ T](\d{2}):(\d{2}):(\d{2})")
 
 # Between Pillow's pixel limit and twice it Pillow only warns; `decode` refuses those itself, so
@@ -201,14 +212,16 @@ def decode(
     """Open and fully decode an image file (or `data`, the bytes of `path`), upright and RGB;
     raise ImageError naming the reason for anything that goes wrong.
 
-    Animated images give their first frame. With `reduce_to`, a JPEG is decoded at 1/2, 1/4 or
-    1/8 of its size if that leaves it at least `reduce_to(width, height)` (upright full size in,
-    smallest acceptable upright size out)."""
+    Animated images give their first frame. With `reduce_to`, a JPEG is decoded at a reduced
+    scale (M/8 with simplejpeg, else 1/2, 1/4 or 1/8) if that leaves it at least
+    `reduce_to(width, height)` (upright full size in, smallest acceptable upright size out)."""
     limit = max_pixels()
     try:
+        if data is None:
+            data = Path(path).read_bytes()
         # Our own file handle: Pillow never holds it past this block, even for animations.
-        with io.BytesIO(data) if data is not None else open(path, "rb") as fh:
-            img = _open(path, fh, limit)
+        with io.BytesIO(data) as fh:
+            img = header = _open(path, fh, limit)
             stored = _stored_size(img)
             reduced = None
             if reduce_to is not None and img.format == "JPEG":
@@ -216,19 +229,20 @@ def decode(
                 # find theirs, and hide a decoding error while at it: they are read after load.)
                 turned = _exif(img)[0] >= 5
                 w, h = reduce_to(*(stored[::-1] if turned else stored))
-                drafted = img.draft("RGB", (h, w) if turned else (w, h))
-                reduced = drafted[1] if drafted is not None else None
+                least = (h, w) if turned else (w, h)
+                scaled = turbo.decode_scaled(data, least) if img.mode in ("RGB", "L") else None
+                if scaled is not None:
+                    img, reduced = scaled
+                else:  # Pillow's draft mode: 1/2, 1/4 or 1/8 only
+                    drafted = img.draft("RGB", least)
+                    reduced = drafted[1] if drafted is not None else None
             img.load()  # decode everything now, so a truncated file fails here
             box = reduced or _whole(img.size)
-            orientation, taken = _exif(img)  # Pillow may have turned it while loading (TIFF)
+            orientation, taken = _exif(header)  # Pillow may have turned it while loading (TIFF)
             full = stored[::-1] if orientation >= 5 else stored
             if orientation != 1:
-                try:
-                    turned_box = _upright_box(box, img.size, orientation)
-                    ImageOps.exif_transpose(img, in_place=True)
-                    box = turned_box
-                except Exception:  # unreadable EXIF after all: keep the stored orientation
-                    full = stored
+                box = _upright_box(box, img.size, orientation)
+                img = img.transpose(TURNS[orientation])
             if reduced is None:
                 full = img.size  # exactly what was decoded, upright
             facts = FileFacts(full[0], full[1], taken)

@@ -54,6 +54,7 @@ def originals() -> list[tuple[str, str, bytes]]:
         ("jpeg-grey", "jpg", _save(pic.convert("L"), "JPEG")),
         ("jpeg-cmyk", "jpg", _save(pic.convert("CMYK"), "JPEG")),
         ("jpeg-exif", "jpg", _save(pic, "JPEG", exif=_exif_bytes())),
+        ("jpeg-large", "jpg", _save(_picture(8, (400, 300)), "JPEG")),  # decoded reduced
         ("gif", "gif", _save(pic.convert("P"), "GIF")),
         ("gif-animated", "gif", _save([f.convert("P") for f in frames], "GIF", duration=50)),
         ("tiff-raw", "tif", _save(pic, "TIFF")),

@@ -17,6 +17,7 @@ from clipsearch_onnx.decode import (
     load_image,
     read_facts,
 )
+from clipsearch_onnx import turbo
 from clipsearch_onnx.errors import ImageError
 from clipsearch_onnx.pipeline import (
     FAST,
@@ -52,7 +53,17 @@ def sensitive(tmp_path_factory):
     return Preprocessor(32, 32, CLIP_MEAN, CLIP_STD), processor, embed
 
 
-def test_fast_decoding_stays_within_the_bar_of_the_reference(sensitive, tmp_path):
+@pytest.fixture(params=["simplejpeg", "pillow"])
+def jpeg_decoder(request, monkeypatch):
+    """FAST decoding with libjpeg-turbo's M/8 scales (simplejpeg), and without (Pillow's draft)."""
+    if request.param == "simplejpeg" and not turbo.available():
+        pytest.skip("simplejpeg (the `decode` extra) is not installed")
+    if request.param == "pillow":
+        monkeypatch.setattr(turbo, "simplejpeg", None)
+    return request.param
+
+
+def test_fast_decoding_stays_within_the_bar_of_the_reference(sensitive, tmp_path, jpeg_decoder):
     pre, processor, embed = sensitive
     paths = make_detailed_jpegs(tmp_path, WEB + PHOTO, seed=7)
     reference = np.stack([read_file(p, pre, REFERENCE).pixels for p in paths])
@@ -107,6 +118,26 @@ def test_reduced_decodes_keep_the_full_geometry_in_every_orientation(tmp_path, o
     assert decode(path, reduce_to=reduce_to(pre)).image.size == ((251, 188)[::-1] if
                                                                  orientation >= 5 else (251, 188))  # fmt: skip
     assert np.abs(fast.pixels - ref.pixels).mean() < 0.01  # normalised units: ~0.7 grey levels
+
+
+def test_simplejpeg_decodes_at_eighths_and_leaves_damage_to_pillow(tmp_path):
+    if not turbo.available():
+        pytest.skip("simplejpeg (the `decode` extra) is not installed")
+    pre = Preprocessor(96, 96, CLIP_MEAN, CLIP_STD)  # 4x: at least 384 px on the short side
+    (path,) = make_detailed_jpegs(tmp_path, [(1600, 1200)], seed=5)
+    decoded = decode(path, reduce_to=reduce_to(pre))
+    assert decoded.image.size == (600, 450) and decoded.box == (0, 0, 600, 450)  # 3/8
+    fast, ref = read_file(path, pre, FAST), read_file(path, pre, REFERENCE)
+    assert np.abs(fast.pixels - ref.pixels).mean() < 0.01
+
+    # Bytes libjpeg-turbo warns about (strict simplejpeg refuses them): Pillow decodes the file,
+    # as the reference decoding does.
+    data = path.read_bytes()
+    sos = data.index(b"\xff\xda")
+    odd = tmp_path / "odd.jpg"
+    odd.write_bytes(data[:sos] + b"\x00\x00" + data[sos:])
+    assert turbo.decode_scaled(odd.read_bytes(), (384, 384)) is None
+    assert np.abs(read_file(odd, pre, FAST).pixels - ref.pixels).mean() < 0.01
 
 
 def test_file_facts_come_from_the_header(tmp_path):
