@@ -4,10 +4,11 @@
 Reference decoding: transformers' `CLIPImageProcessor` on a full Pillow decode (what the model was
 trained and exported against). `REFERENCE` reproduces it exactly (tests/test_preprocess.py).
 
-The default, `FAST`, differs only for JPEGs over 8x the resize target on both sides: libjpeg
-decodes them at 1/2, 1/4 or 1/8 scale (DCT scaling), never below `REDUCE_FACTOR` (4) x the resize
-target, and the exact bicubic resize then runs over the region that holds the whole picture, with
-the full-resolution geometry.
+The default, `FAST`, differs only for JPEGs larger than `REDUCE_FACTOR` (4) x the resize target:
+libjpeg-turbo decodes them reduced in the DCT domain (at M/8 through simplejpeg, clipsearch_onnx/
+turbo.py; at 1/2, 1/4 or 1/8 through Pillow without it), never below 4x the resize target, and the
+model's own resize then runs over the region that holds the whole picture, with the
+full-resolution geometry.
 
 Tolerance (the bar), on the sensitive tiny checkpoint (tests/factories.py: weights std 0.2, two
 pictures ~0.5 apart), fp32: image-embedding cosine to the reference >= 0.998 per image and >=

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageOps
 
+from clipsearch_onnx import turbo
 from clipsearch_onnx.decode import (
     DATE_TIME_ORIGINAL,
     EXIF_IFD,
@@ -17,7 +18,6 @@ from clipsearch_onnx.decode import (
     load_image,
     read_facts,
 )
-from clipsearch_onnx import turbo
 from clipsearch_onnx.errors import ImageError
 from clipsearch_onnx.pipeline import (
     FAST,
