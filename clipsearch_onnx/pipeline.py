@@ -1,8 +1,9 @@
 """The one way from an image file to a vector, used by every command that embeds an image file
 (index, eval, embed, search --image, the TUI, web uploads, distributed partitions).
 
-Reference decoding: transformers' `CLIPImageProcessor` on a full Pillow decode (what the model was
-trained and exported against). `REFERENCE` reproduces it exactly (tests/test_preprocess.py).
+Reference decoding: the checkpoint's own transformers image processor (`CLIPImageProcessor`,
+`SiglipImageProcessor`) on a full Pillow decode, what the model was trained and exported against.
+`REFERENCE` reproduces it exactly (tests/test_preprocess.py).
 
 The default, `FAST`, differs only for JPEGs larger than `REDUCE_FACTOR` (4) x the resize target:
 libjpeg-turbo decodes them reduced in the DCT domain (at M/8 through simplejpeg, clipsearch_onnx/
@@ -12,12 +13,13 @@ full-resolution geometry.
 
 Tolerance (the bar), on the sensitive tiny checkpoint (tests/factories.py: weights std 0.2, two
 pictures ~0.5 apart), fp32: image-embedding cosine to the reference >= 0.998 per image and >=
-0.9995 on average. Measured (bench/decoding.py; 96 photo-sized 1-12 MP and 96 web-sized 0.2-0.5 MP
-detailed JPEGs, S = 32, 64, 224): worst 0.9993 at 4x; 0.9957 at 2x; the old draft mode (down to
-1x, the reduced image's own geometry) 0.96. What remains is mostly chroma: a reduced decode of a
-4:2:0 JPEG keeps its colour sharper than upsampling then resizing does (worst seen, a 375x500
-picture of 1-pixel colour lines in tests/test_pipeline.py: 0.9984). `eval` always decodes the
-reference way.
+0.9995 on average. Measured by `python -m bench --only imaging` (48 photo-sized 1-12 MP and 48
+web-sized 0.2-0.5 MP detailed JPEGs each at S = 32, 64 and 224): worst 0.9985 (S = 224, a 2 MP
+photo decoded at 5/8), every mean >= 0.9998; Pillow's 1/2-1/8 alone: worst 0.9994. Reducing to 2x
+or 3x the target instead: worst 0.972 and 0.997; the old draft mode (down to 1x, with the reduced
+image's own geometry): 0.876. The worst case in tests/test_pipeline.py, 1-pixel colour lines in a
+4:2:0 JPEG, is a reduced decode keeping chroma sharper than upsampling it then resizing does.
+`eval` always decodes the reference way.
 """
 
 from __future__ import annotations
