@@ -17,23 +17,19 @@ import time
 from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from clipsearch_onnx import generations, index_small, publishing
+from clipsearch_onnx import generations, index_small
 from clipsearch_onnx.errors import IndexCorrupt
 from clipsearch_onnx.generations import INDEX_JSON, VECTORS, check_file, read_meta
-from clipsearch_onnx.layouts import Layout
+from clipsearch_onnx.layouts import DEFAULT_IVF_THRESHOLD, Layout, choose_type
 from clipsearch_onnx.open_segment import OpenSegment, selector
-from clipsearch_onnx.publishing import (
-    DEFAULT_IVF_THRESHOLD,
-    Part,
-    PartSource,
-    Progress,
-    choose_type,
-)
 from clipsearch_onnx.segments import Segment
+
+if TYPE_CHECKING:
+    from clipsearch_onnx.publishing import Part, PartSource, Progress
 
 __all__ = [
     "DEFAULT_IVF_THRESHOLD",
@@ -53,6 +49,15 @@ SERIAL_BELOW = 16  # searches of fewer queries run on one thread (see VectorInde
 RESTRICT_BELOW = 64  # allowed ids per list below which a filter also narrows the lists probed
 
 
+def __getattr__(name: str) -> Any:
+    """The writer's names, imported from `publishing` only when asked for: a search never is."""
+    if name in ("Part", "PartSource", "Progress"):
+        from clipsearch_onnx import publishing
+
+        return getattr(publishing, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 def publish(
     index_dir: Path,
     source: PartSource | np.ndarray,
@@ -67,6 +72,9 @@ def publish(
     (`collection.publish_catalog`) until the writer streams parts: that array is one part whose
     key is its ids, so an unchanged collection is reused and any change re-encodes it all
     (without re-training)."""
+    from clipsearch_onnx import publishing
+    from clipsearch_onnx.publishing import Progress
+
     if isinstance(source, np.ndarray):
         assert ids is not None
         source = _ArraySource(source, np.asarray(ids, dtype=np.int64))
@@ -91,6 +99,8 @@ class _ArraySource:
         return [(self.key, len(self.ids))] if len(self.ids) else []
 
     def parts(self, keys: Collection[str] | None = None) -> Iterator[Part]:
+        from clipsearch_onnx.publishing import Part
+
         if len(self.ids) and (keys is None or self.key in keys):
             yield Part(self.key, self.ids, self.vectors)
 

@@ -24,9 +24,18 @@ from clipsearch_onnx import coarse
 from clipsearch_onnx.shards import fsync_dir
 
 KINDS = ("flat", "ivf-sq8", "ivf-pq")
+DEFAULT_IVF_THRESHOLD = 200_000  # auto: flat below this many vectors, else ivf-sq8
 SHELL, TOP, BOUNDS, INFO = "shell.faiss", "top.npy", "bounds.npy", "layout.json"
 FILES = (SHELL, TOP, BOUNDS, INFO)
 CODEC_SAMPLE = 16384  # vectors the codec (SQ ranges, PQ codebooks) is trained on
+
+
+def choose_type(kind: str, count: int, threshold: int) -> str:
+    if kind == "auto":
+        return "flat" if count < threshold else "ivf-sq8"
+    if kind not in KINDS:
+        raise ValueError(f"unknown index type {kind!r} (choose from auto, {', '.join(KINDS)})")
+    return kind
 
 
 def lists_for(kind: str, count: int) -> int:

@@ -32,12 +32,11 @@ from clipsearch_onnx import coarse, encoding, generations, layouts, segments, ti
 from clipsearch_onnx.encoding import live_rows, read_rows
 from clipsearch_onnx.errors import IndexError_
 from clipsearch_onnx.generations import VECTORS
-from clipsearch_onnx.layouts import Layout
+from clipsearch_onnx.layouts import DEFAULT_IVF_THRESHOLD, Layout, choose_type
 from clipsearch_onnx.segments import Segment
 from clipsearch_onnx.shards import fsync_dir
 from clipsearch_onnx.tiers import Held
 
-DEFAULT_IVF_THRESHOLD = 200_000
 DEFAULT_MEMORY = 512 << 20  # bytes of encoded chunks + vectors in flight while publishing
 BUILD = "build"
 
@@ -65,16 +64,6 @@ class PartSource(Protocol):
 class Progress:
     start: Callable[[str, int], None] = lambda stage, total: None
     advance: Callable[[int], None] = lambda n: None
-
-
-def choose_type(kind: str, count: int, threshold: int) -> str:
-    if kind == "auto":
-        return "flat" if count < threshold else "ivf-sq8"
-    if kind not in layouts.KINDS:
-        raise ValueError(
-            f"unknown index type {kind!r} (choose from auto, {', '.join(layouts.KINDS)})"
-        )
-    return kind
 
 
 def default_nprobe(nlist: int) -> int:
