@@ -104,11 +104,13 @@ def measure(args: argparse.Namespace) -> dict:
     cands = candidates(args)
     outputs = {name: run(px) for name, _, run in cands}  # warm-up, and the vectors compared
     seconds: dict[str, list[float]] = {name: [] for name, _, _ in cands}
+    cpu: dict[str, list[float]] = {name: [] for name, _, _ in cands}
     for _ in range(args.rounds):
         for name, _, run in cands:
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             run(px)
             seconds[name].append(time.perf_counter() - t0)
+            cpu[name].append(time.process_time() - c0)
     ref = outputs["clipsearch fp32 on onnxruntime"]
     ref = ref / np.linalg.norm(ref, axis=1, keepdims=True)
     rows = []
@@ -121,6 +123,7 @@ def measure(args: argparse.Namespace) -> dict:
                 "precision": precision,
                 "img_per_s": len(px) / statistics.median(seconds[name]),
                 "img_per_s_best": len(px) / min(seconds[name]),
+                "cpu_ms_per_img": 1000 * statistics.median(cpu[name]) / len(px),
                 "cos_min": float(cos.min()),
                 "cos_mean": float(cos.mean()),
             }

@@ -87,7 +87,12 @@ def measure(
 
 def _fraction(row: dict, gemm: dict) -> str:
     limit = gemm["limits"].get(row["precision"])
-    return f"{row['img_per_s'] / limit['img_per_s']:.0%}" if limit else "-"
+    if not limit:
+        return "-"
+    return (
+        f"{limit['cpu_ms_per_img'] / row['cpu_ms_per_img']:.0%} / "
+        f"{row['img_per_s_best'] / limit['img_per_s']:.0%}"
+    )
 
 
 def targets(s: dict) -> list[list[str]]:
@@ -161,9 +166,16 @@ def render(s: dict, conditions: str = "") -> list[str]:
         "",
     ]
     out += _table(
-        ["precision", "kernel", "GMAC/s", "img/s it implies"],
+        ["precision", "kernel", "GMAC/s", "img/s it implies", "GMAC per CPU-s", "CPU ms/img"],
         [
-            [k["precision"], k["kernel"], f"{k['gmac_per_s']:.1f}", f"{k['gmac_per_s'] / 4.4:.1f}"]
+            [
+                k["precision"],
+                k["kernel"],
+                f"{k['gmac_per_s']:.1f}",
+                f"{k['gmac_per_s'] / 4.4:.1f}",
+                f"{k['gmac_per_cpu_s']:.1f}",
+                f"{4400 / k['gmac_per_cpu_s']:.0f}",
+            ]
             for k in gemm["kernels"]
         ],
     )
@@ -171,8 +183,9 @@ def render(s: dict, conditions: str = "") -> list[str]:
         "### The model alone",
         "",
         f"Image tower, batch {alone['batch']} of web-sized photos, {alone['threads']} threads, "
-        f"{alone['rounds']} alternating rounds (bench/model_speed.py). *of limit*: img/s over what "
-        "the precision's fastest GEMM kernel implies.",
+        f"{alone['rounds']} alternating rounds (bench/model_speed.py). *of limit*: the CPU time "
+        "per image the precision's fastest GEMM kernel implies over the CPU time the tower takes "
+        "(steady on a shared machine), and the same with the best round's wall time.",
         "",
     ]
     peer = next((r for r in alone["rows"] if r["name"].startswith("peer")), None)
@@ -182,7 +195,8 @@ def render(s: dict, conditions: str = "") -> list[str]:
             "img/s (median)",
             "best",
             "vs peer",
-            "of limit",
+            "CPU ms/img",
+            "of limit: CPU / best wall",
             "cosine to ORT fp32 (mean / min)",
         ],
         [
@@ -191,6 +205,7 @@ def render(s: dict, conditions: str = "") -> list[str]:
                 f"{r['img_per_s']:.1f}",
                 f"{r['img_per_s_best']:.1f}",
                 f"{r['img_per_s'] / peer['img_per_s']:.2f}x" if peer else "-",
+                f"{r['cpu_ms_per_img']:.0f}",
                 _fraction(r, gemm),
                 f"{r['cos_mean']:.5f} / {r['cos_min']:.5f}",
             ]
