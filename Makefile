@@ -26,8 +26,8 @@ $(STAMP): pyproject.toml
 	$(PY) -m compileall -q clipsearch_onnx tui web >/dev/null
 	touch $(STAMP)
 
-export: setup  ## export CLIP to ONNX (fp32 + int8): make export MODEL=hub-id-or-dir OUT=dir
-	$(PY) -m export --model $(MODEL) --out $(OUT)
+export: setup  ## export CLIP to ONNX (fp32 + int8): make export MODEL=hub-id-or-dir OUT=dir [CALIBRATION=photos-dir]
+	$(PY) -m export --model $(MODEL) --out $(OUT) $(if $(CALIBRATION),--calibration $(CALIBRATION))
 
 index: setup  ## index Flickr8k (downloads it first if missing) with the exported model
 	test -d $(DATA)/Images || $(VENV)/bin/clipsearch dataset flickr8k --dest $(DATA)
