@@ -1,14 +1,23 @@
-"""`clipsearch import`: merging embedding shards computed elsewhere into an index."""
+"""`clipsearch import`: merging embedding shards computed elsewhere into an index.
+
+Shards are taken one at a time and never read whole: validation reads items.jsonl line by line
+and the embeddings in chunks, the files are hard-linked into the index (copied only across file
+systems), and the catalog rows are streamed from the placed copy. A job folder (shards written by
+`embed-shards` or any other driver) is taken shard by shard; a shard without its `shard.json`
+is still being written and is left for a later import.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+import hashlib
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from clipsearch_onnx import models, shards
 from clipsearch_onnx.catalog import NewItem
-from clipsearch_onnx.index import DEFAULT_IVF_THRESHOLD
+from clipsearch_onnx.index import DEFAULT_IVF_THRESHOLD, Progress
 from clipsearch_onnx.manifest import Manifest
 from clipsearch_onnx.writer import Writer
 
@@ -18,11 +27,43 @@ class ImportReport:
     shards: int = 0
     items: int = 0
     count: int = 0
+    already: int = 0  # shards of a job imported before (same shard.json), left alone
+    unfinished: list[Path] = field(default_factory=list)  # job shards without shard.json
+
+
+def find_shards(sources: Sequence[Path]) -> tuple[list[Path], list[Path]]:
+    """(shards, unfinished) named by `sources`: each is a shard folder, or a job folder whose
+    subfolders are shards; a job's shard without its `shard.json` is unfinished."""
+    found: list[Path] = []
+    unfinished: list[Path] = []
+    for source in map(Path, sources):
+        if (source / shards.EMBEDDINGS).exists() or not source.is_dir():
+            found.append(source)  # a shard, or something check_shard will name
+            continue
+        members = sorted(
+            p
+            for p in source.iterdir()
+            if not p.name.startswith(".")
+            and ((p / shards.EMBEDDINGS).exists() or (p / shards.DONE).exists())
+        )
+        if not members:
+            found.append(source)  # neither a shard nor a job: check_shard says so
+        for member in members:
+            (found if (member / shards.DONE).exists() else unfinished).append(member)
+    return found, unfinished
+
+
+def origin(shard: Path) -> str | None:
+    """A job shard's identity: the digest of its shard.json (None for a bare shard)."""
+    try:
+        return hashlib.sha256((shard / shards.DONE).read_bytes()).hexdigest()
+    except FileNotFoundError:
+        return None
 
 
 def import_shards(
     index_dir: Path,
-    shard_dirs: Sequence[Path],
+    sources: Sequence[Path],
     manifest: Manifest | Path | None,
     *,
     precision: str | None = None,
@@ -30,37 +71,55 @@ def import_shards(
     ivf_threshold: int = DEFAULT_IVF_THRESHOLD,
     progress: Callable[[str, int], None] = lambda stage, total: None,
     advance: Callable[[int], None] = lambda n: None,
+    memory: int | None = None,
 ) -> ImportReport:
-    """Places each shard in the index (hard links where possible), registers its items (a path
-    already present is replaced), and publishes. Every shard is validated before anything is
-    written. `manifest`: the model (or its folder) the shards came from (None: the index's own,
-    see `models.resolve`)."""
+    """Places each shard in the index, registers its items (a path already present is replaced),
+    and publishes. Every shard is validated before anything is written. `sources`: shard or job
+    folders. `manifest`: the model (or its folder) the shards came from (None: the index's own,
+    see `models.resolve`). `memory`: bytes publishing may hold in flight (see `Writer.publish`)."""
     report = ImportReport()
+    found, report.unfinished = find_shards(sources)
     with Writer(Path(index_dir)) as writer:
         recorded = models.record_from_meta(writer.catalog.meta())
         model = models.resolve(manifest, precision, recorded, default=False)
         writer.bind(model)
-        validated = [(d, shards.read_shard(d, model.manifest.embedding_dim)) for d in shard_dirs]
+        dim = model.manifest.embedding_dim
+        checked = []
+        for shard in found:
+            made = origin(shard)
+            if made is not None and writer.catalog.has_origin(made):
+                report.already += 1
+                continue
+            checked.append((shard, made, shards.check_shard(shard, dim)))
         writer.mark_unpublished()
-        progress("importing", sum(len(items) for _, (_, items) in validated))
-        for source, (_emb, items) in validated:
+        progress("importing", sum(rows for _, _, rows in checked))
+        for source, made, rows in checked:
             name = writer.adopt_shard(source)
-            rows = [
-                NewItem(
-                    str(item["path"]),
-                    item.get("size"),
-                    item.get("mtime_ns"),
-                    item.get("sha256"),
-                    item.get("captions", []),
-                    row,
-                )
-                for row, item in enumerate(items)
-            ]
-            writer.catalog.commit_shard(name, rows, replaced=[r.path for r in rows])
+            items = _new_items(shards.iter_items(writer.shard_path(name)))
+            writer.catalog.commit_shard(name, items, replace_all=True, origin=made, expect=rows)
             report.shards += 1
-            report.items += len(rows)
-            advance(len(rows))
-        progress("publishing", writer.catalog.count())
-        writer.publish(index_type=index_type, ivf_threshold=ivf_threshold, progress=advance)
+            report.items += rows
+            advance(rows)
+        writer.publish(
+            index_type=index_type,
+            ivf_threshold=ivf_threshold,
+            progress=Progress(start=progress, advance=advance),  # sampling, encoding, merging
+            memory=memory,
+        )
         report.count = writer.catalog.count()
     return report
+
+
+def _new_items(lines: Iterator[dict[str, Any]]) -> Iterator[NewItem]:
+    for row, item in enumerate(lines):
+        yield NewItem(
+            str(item["path"]),
+            item.get("size"),
+            item.get("mtime_ns"),
+            item.get("sha256"),
+            item.get("captions", []),
+            row,
+            item.get("width"),
+            item.get("height"),
+            item.get("taken"),
+        )

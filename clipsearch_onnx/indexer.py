@@ -13,17 +13,20 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from clipsearch_onnx import models
 from clipsearch_onnx.captions import captions_for, read_captions
-from clipsearch_onnx.catalog import Item, NewItem
+from clipsearch_onnx.catalog import NewItem
+from clipsearch_onnx.diff import FolderDiff, Todo
 from clipsearch_onnx.encoder import Encoder
 from clipsearch_onnx.errors import ImageError, InputError
 from clipsearch_onnx.index import DEFAULT_IVF_THRESHOLD
-from clipsearch_onnx.pipeline import decoded_batches
-from clipsearch_onnx.scan import Found, scan
+from clipsearch_onnx.index import Progress as PublishProgress
+from clipsearch_onnx.pipeline import decoded_batches, read_facts
+from clipsearch_onnx.scan import scan
 from clipsearch_onnx.writer import Writer
 
 
@@ -97,11 +100,10 @@ class Indexer:
             report.leftovers_cleaned = writer.leftovers_cleaned
             writer.mark_unpublished()
             self._update(root, writer, caption_map, report)
-            self.progress.start("publishing", writer.catalog.count())
             writer.publish(
                 index_type=self.index_type,
                 ivf_threshold=self.ivf_threshold,
-                progress=self.progress.advance,
+                progress=PublishProgress(self.progress.start, self.progress.advance),
             )
             report.count = writer.catalog.count()
         report.seconds = time.monotonic() - started
@@ -110,67 +112,35 @@ class Indexer:
     def _update(
         self, root: Path, writer: Writer, caption_map: dict[str, list[str]], report: IndexReport
     ) -> None:
-        catalog = writer.catalog
-        known = catalog.items_under(str(root))
-        found: list[Found] = []
-        for entry in scan(root):
-            if isinstance(entry, Found):
-                found.append(entry)
-            else:
-                report.skipped.append(entry)
-                self.progress.skip(*entry)
-        catalog.record_skipped(report.skipped)
-        seen = {f.path for f in found}
-        gone = {p: item for p, item in known.items() if p not in seen}
-        todo: list[Found] = []
-        caption_changes = []
-        for f in found:
-            old = known.get(f.path)
-            caps = captions_for(f.relpath, caption_map)
-            if old is not None and (old.size, old.mtime_ns) == (f.size, f.mtime_ns):
-                report.unchanged += 1
-                if old.captions != caps:
-                    caption_changes.append((f.path, caps))
-            else:
-                todo.append(f)
-        catalog.update_captions(caption_changes)
-
-        # Moves and renames: a new path whose content matches a vanished one keeps its embedding.
-        if gone:
-            gone_by_sha = {item.sha256: item for item in gone.values() if item.sha256}
-            moves: list[tuple[Item, NewItem]] = []
-            rest = []
-            for f in todo:
-                digest = _sha256(f.path) if f.path not in known else None
-                old = gone_by_sha.pop(digest, None) if digest else None
-                if old is None:
-                    rest.append(f)
-                    continue
-                caps = captions_for(f.relpath, caption_map)
-                moves.append((old, NewItem(f.path, f.size, f.mtime_ns, digest, caps, old.row)))
-                del gone[old.path]
-            catalog.move(moves)
-            report.moved = len(moves)
-            todo = rest
-
-        self._embed(todo, known, writer, caption_map, report)
-        catalog.remove(gone)
-        report.removed = len(gone)
-        catalog.drop_skipped_under(str(root), keep=[p for p, _ in report.skipped])
+        writer.catalog.add_root(str(root))
+        diff = FolderDiff(writer.catalog, str(root))
+        try:
+            self.progress.start("scanning", 0)
+            for path, reason in diff.load(scan(root)):
+                report.skipped.append((path, reason))
+                self.progress.skip(path, reason)
+            report.unchanged = diff.count_unchanged()
+            diff.update_captions(caption_map)
+            report.moved = diff.apply_moves(_sha256, caption_map)
+            self.progress.start("reading sizes", diff.count_missing_facts())
+            diff.backfill_facts(_facts, self.progress.advance)
+            self._embed(diff, writer, caption_map, report)
+            report.removed = diff.remove_gone()
+        finally:
+            diff.close()
 
     def _embed(
         self,
-        todo: list[Found],
-        known: dict[str, Item],
+        diff: FolderDiff,
         writer: Writer,
         caption_map: dict[str, list[str]],
         report: IndexReport,
     ) -> None:
-        self.progress.start("embedding", len(todo))
+        self.progress.start("embedding", diff.count_todo())
         pending: list[NewItem] = []
         vectors: list[np.ndarray] = []
         skipped: list[tuple[str, str]] = []
-        resolved: list[str] = []
+        lost: list[str] = []  # changed files that no longer decode lose their old embedding
 
         def commit() -> None:
             if not pending and not skipped:
@@ -178,53 +148,49 @@ class Indexer:
             emb = (
                 np.concatenate(vectors) if vectors else np.zeros((0, self.encoder.dim), np.float32)
             )
-            name = writer.add_shard(
-                emb,
-                [
-                    {
-                        "path": i.path,
-                        "captions": list(i.captions),
-                        "size": i.size,
-                        "mtime_ns": i.mtime_ns,
-                        "sha256": i.sha256,
-                    }
-                    for i in pending
-                ],
-            )
+            name = writer.add_shard(emb, [shard_line(i) for i in pending])
             writer.catalog.commit_shard(
                 name,
                 pending,
-                # A changed file that no longer decodes loses its old embedding too.
-                replaced=[i.path for i in pending if i.path in known]
-                + [p for p, _ in skipped if p in known],
+                replace_all=True,
+                replaced=lost,
                 skipped=skipped,
-                resolved=resolved,
+                resolved=[i.path for i in pending],
             )
-            pending.clear()
-            vectors.clear()
-            skipped.clear()
-            resolved.clear()
+            diff.note_skipped(p for p, _ in skipped)
+            for target in (pending, vectors, skipped, lost):
+                target.clear()
 
         try:
             for batch in decoded_batches(
-                todo, lambda f: f.path, self.encoder.preprocess, self.batch_size, self.workers
+                diff.todo(),
+                lambda t: t.path,
+                self.encoder.preprocess,
+                self.batch_size,
+                self.workers,
             ):
-                good: list[tuple[Found, str, np.ndarray]] = []
-                for f, outcome in batch:
+                good: list[tuple[Todo, Any]] = []
+                for todo, outcome in batch:
                     if isinstance(outcome, ImageError):
-                        skipped.append((f.path, outcome.reason))
-                        report.skipped.append((f.path, outcome.reason))
-                        self.progress.skip(f.path, outcome.reason)
+                        skipped.append((todo.path, outcome.reason))
+                        report.skipped.append((todo.path, outcome.reason))
+                        self.progress.skip(todo.path, outcome.reason)
+                        if todo.known:
+                            lost.append(todo.path)
                     else:
-                        good.append((f, outcome.sha256, outcome.pixels))
+                        good.append((todo, outcome))
                 if good:
-                    emb = self.encoder.embed_pixels(np.stack([g[2] for g in good]))
-                    for f, digest, _ in good:
-                        row = len(pending)
-                        caps = captions_for(f.relpath, caption_map)
-                        pending.append(NewItem(f.path, f.size, f.mtime_ns, digest, caps, row))
-                        resolved.append(f.path)
-                        if f.path in known:
+                    emb = self.encoder.embed_pixels(np.stack([o.pixels for _, o in good]))
+                    for todo, outcome in good:
+                        caps = captions_for(todo.relpath, caption_map)
+                        facts = outcome.facts
+                        pending.append(
+                            NewItem(
+                                todo.path, todo.size, todo.mtime_ns, outcome.sha256, caps,
+                                len(pending), facts.width, facts.height, facts.taken,
+                            )
+                        )  # fmt: skip
+                        if todo.known:
                             report.changed += 1
                         else:
                             report.added += 1
@@ -235,3 +201,27 @@ class Indexer:
                     commit()
         finally:
             commit()  # keep finished work even when interrupted
+
+
+def shard_line(item: NewItem) -> dict[str, Any]:
+    """An item as a line of the shard's items.jsonl (the format `clipsearch import` reads)."""
+    line = {
+        "path": item.path,
+        "captions": list(item.captions),
+        "size": item.size,
+        "mtime_ns": item.mtime_ns,
+        "sha256": item.sha256,
+    }
+    for key in ("width", "height", "taken"):
+        if getattr(item, key) is not None:
+            line[key] = getattr(item, key)
+    return line
+
+
+def _facts(path: str) -> tuple[int, int, str | None] | None:
+    """(width, height, taken) from the file's header; None if it cannot be read."""
+    try:
+        facts = read_facts(path)
+    except ImageError:
+        return None
+    return facts.width, facts.height, facts.taken

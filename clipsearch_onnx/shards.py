@@ -2,15 +2,16 @@
 
 A shard is a folder holding `embeddings.npy` (float32 [N, D], unit rows; plain .npy, never a
 pickle) and `items.jsonl` (N lines `{"path": ..., "captions": [...]}` in the same order, optionally
-with `size`, `mtime_ns`, `sha256`). The indexer writes one per committed batch; `clipsearch import`
-takes shards made anywhere else.
+with `size`, `mtime_ns`, `sha256`, `width`, `height`, `taken`). The indexer writes one per
+committed batch; `clipsearch import` takes shards made anywhere else, alone or as a job folder of
+shards each marked complete by a `shard.json` written last.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,9 @@ from clipsearch_onnx.errors import InputError
 
 EMBEDDINGS = "embeddings.npy"
 ITEMS = "items.jsonl"
+DONE = "shard.json"  # written last by a job's writer (`embed-shards`): the shard is complete
 UNIT_TOLERANCE = 1e-3
+CHUNK_ROWS = 8192
 
 
 def fsync_dir(path: Path) -> None:
@@ -85,49 +88,93 @@ def load_embeddings(shard: Path) -> np.ndarray:
     return np.load(shard / EMBEDDINGS, mmap_mode="r", allow_pickle=False)
 
 
-def read_shard(shard: Path, dim: int | None = None) -> tuple[np.ndarray, list[dict[str, Any]]]:
-    """Reads and validates a shard from outside; raises InputError naming what is wrong."""
-    shard = Path(shard)
-    try:
-        emb = load_embeddings(shard)
-    except FileNotFoundError:
-        raise InputError(f"{shard}: not a shard (no {EMBEDDINGS})") from None
-    except (OSError, ValueError) as exc:
-        raise InputError(f"{shard / EMBEDDINGS}: not a readable float32 .npy ({exc})") from exc
-    if emb.ndim != 2 or emb.dtype != np.float32:
-        raise InputError(
-            f"{shard / EMBEDDINGS}: expected float32 [N, D], found {emb.dtype} {list(emb.shape)}"
-        )
-    if dim is not None and emb.shape[1] != dim:
-        raise InputError(
-            f"{shard}: embeddings have dimension {emb.shape[1]}, the index/model uses {dim}"
-        )
-    items: list[dict[str, Any]] = []
+def _embeddings_header(path: Path) -> tuple[tuple[int, ...], np.dtype, bool, int]:
+    """(shape, dtype, fortran order, data offset) of a .npy file, read from its header only."""
+    with open(path, "rb") as fh:
+        version = np.lib.format.read_magic(fh)
+        if version == (1, 0):
+            shape, fortran, dtype = np.lib.format.read_array_header_1_0(fh)
+        elif version == (2, 0):
+            shape, fortran, dtype = np.lib.format.read_array_header_2_0(fh)
+        else:
+            raise ValueError(f".npy format version {version} is not supported")
+        return shape, dtype, fortran, fh.tell()
+
+
+def embedding_chunks(path: Path, rows: int = CHUNK_ROWS) -> Iterator[np.ndarray]:
+    """A shard's embeddings in chunks of `rows` rows, read with plain reads (not mapped), so a
+    pass over a large shard keeps only one chunk in memory."""
+    shape, dtype, _, offset = _embeddings_header(path / EMBEDDINGS)
+    with open(path / EMBEDDINGS, "rb") as fh:
+        fh.seek(offset)
+        for start in range(0, shape[0], rows):
+            count = min(rows, shape[0] - start) * shape[1]
+            chunk = np.fromfile(fh, dtype=dtype, count=count)
+            if len(chunk) != count:
+                raise ValueError(f"the file ends at row {start + len(chunk) // shape[1]}")
+            yield chunk.reshape(-1, shape[1])
+
+
+def iter_items(shard: Path) -> Iterator[dict[str, Any]]:
+    """The lines of a shard's items.jsonl, checked one by one (raises InputError)."""
     try:
         with open(shard / ITEMS, encoding="utf-8") as fh:
             for number, line in enumerate(fh, 1):
                 if not line.strip():
                     continue
-                item = json.loads(line)
+                try:
+                    item = json.loads(line)
+                except ValueError as exc:
+                    raise ValueError(f"line {number}: {exc}") from None
                 if not isinstance(item, dict) or not isinstance(item.get("path"), str):
                     raise ValueError(f'line {number} has no "path" string')
                 captions = item.get("captions", [])
                 if not isinstance(captions, list) or not all(isinstance(c, str) for c in captions):
                     raise ValueError(f'line {number}: "captions" must be a list of strings')
-                items.append(item)
+                for key in ("size", "mtime_ns", "width", "height"):
+                    if not isinstance(item.get(key) or 0, int):
+                        raise ValueError(f'line {number}: "{key}" must be an integer')
+                if not isinstance(item.get("taken") or "", str):
+                    raise ValueError(f'line {number}: "taken" must be a string')
+                yield item
     except FileNotFoundError:
         raise InputError(f"{shard}: not a shard (no {ITEMS})") from None
     except (OSError, UnicodeDecodeError, ValueError) as exc:
         raise InputError(f"{shard / ITEMS}: {exc}") from exc
-    if len(items) != len(emb):
-        raise InputError(f"{shard}: {len(emb)} embeddings but {len(items)} items in {ITEMS}")
-    # Check unit length in slices so a large shard is never read into memory whole.
-    for start in range(0, len(emb), 65536):
-        norms = np.linalg.norm(emb[start : start + 65536], axis=1)
-        bad = np.flatnonzero(np.abs(norms - 1.0) > UNIT_TOLERANCE)
-        if len(bad):
-            raise InputError(
-                f"{shard}: row {start + int(bad[0])} has length {norms[bad[0]]:.4f}; "
-                "embeddings must be L2-normalised"
-            )
-    return emb, items
+
+
+def check_shard(shard: Path, dim: int | None = None) -> int:
+    """Validates a shard from outside without holding it in memory; returns its row count.
+    Raises InputError naming what is wrong."""
+    shard = Path(shard)
+    try:
+        shape, dtype, fortran, _ = _embeddings_header(shard / EMBEDDINGS)
+    except FileNotFoundError:
+        raise InputError(f"{shard}: not a shard (no {EMBEDDINGS})") from None
+    except (OSError, ValueError) as exc:
+        raise InputError(f"{shard / EMBEDDINGS}: not a readable float32 .npy ({exc})") from exc
+    if len(shape) != 2 or dtype != np.float32 or fortran:
+        raise InputError(
+            f"{shard / EMBEDDINGS}: expected float32 [N, D], found {dtype} {list(shape)}"
+        )
+    if dim is not None and shape[1] != dim:
+        raise InputError(
+            f"{shard}: embeddings have dimension {shape[1]}, the index/model uses {dim}"
+        )
+    count = sum(1 for _ in iter_items(shard))
+    if count != shape[0]:
+        raise InputError(f"{shard}: {shape[0]} embeddings but {count} items in {ITEMS}")
+    start = 0
+    try:
+        for chunk in embedding_chunks(shard):
+            norms = np.linalg.norm(chunk, axis=1)
+            bad = np.flatnonzero(~(np.abs(norms - 1.0) <= UNIT_TOLERANCE))
+            if len(bad):
+                raise InputError(
+                    f"{shard}: row {start + int(bad[0])} has length {norms[bad[0]]:.4f}; "
+                    "embeddings must be L2-normalised"
+                )
+            start += len(chunk)
+    except (OSError, ValueError) as exc:
+        raise InputError(f"{shard / EMBEDDINGS}: {exc}") from exc
+    return count

@@ -29,6 +29,8 @@ from clipsearch_onnx.catalog import Catalog
 from clipsearch_onnx.errors import IndexCorrupt, IndexError_, ModelError
 from clipsearch_onnx.layout import CURRENT, NEXT, SHARDS
 from clipsearch_onnx.lock import WriteLock
+from clipsearch_onnx.parts import CatalogParts
+from clipsearch_onnx.publishing import DEFAULT_MEMORY
 
 WRITE_ERRORS = (OSError, sqlite3.OperationalError)
 
@@ -153,6 +155,9 @@ class Writer:
         self.catalog.set_meta(unpublished="1")
 
     # -- shards -----------------------------------------------------------------------------
+    def shard_path(self, name: str) -> Path:
+        return self.build / SHARDS / name
+
     def add_shard(self, embeddings: np.ndarray, items: Sequence[dict[str, Any]]) -> str:
         """Writes a new shard into the build and returns its name (commit it to the catalog)."""
         name = new_shard_name()
@@ -171,36 +176,23 @@ class Writer:
         *,
         index_type: str = "auto",
         ivf_threshold: int = vector_index.DEFAULT_IVF_THRESHOLD,
-        progress: Callable[[int], None] | None = None,
+        progress: vector_index.Progress | Callable[[int], None] | None = None,
+        retrain: bool = False,
+        memory: int | None = None,
     ) -> dict[str, Any]:
-        """Builds the vector index of every catalogued embedding and makes it current; a new
-        build goes live here, and the build it replaces is removed once no reader holds it."""
+        """Publishes the vectors of every catalogued embedding, streamed shard by shard (the
+        vector index encodes only shards it has not seen), and makes them current; a new build
+        goes live here, and the build it replaces is removed once no reader holds it. `memory`:
+        the bytes publishing may hold in flight (None: the vector index's default)."""
         catalog = self.catalog
         record = models.record_from_meta(catalog.meta())
-        dim = record.dim if record is not None else 0
-        placements = catalog.placements()
-        names = catalog.shard_names()
-        ids = np.fromiter((p[0] for p in placements), dtype=np.int64, count=len(placements))
-        vectors = np.empty((len(placements), dim), dtype=np.float32)
-        by_shard: dict[int, list[tuple[int, int]]] = {}
-        for pos, (_, shard, row) in enumerate(placements):
-            by_shard.setdefault(shard, []).append((pos, row))
-        for shard_id, pairs in by_shard.items():
-            path = self.build / SHARDS / names[shard_id]
-            try:
-                emb = shards.load_embeddings(path)
-                pos, rows = np.array(pairs).T
-                vectors[pos] = emb[rows]
-            except (OSError, ValueError, IndexError) as exc:
-                raise IndexCorrupt(
-                    f"embedding shard {path} is damaged ({exc}); rebuild with --rebuild"
-                ) from exc
-        kind = vector_index.choose_type(index_type, len(placements), ivf_threshold)
         published = vector_index.publish(
             self.build,
-            vectors,
-            ids,
-            kind=kind,
+            CatalogParts(catalog, self.build, record.dim if record is not None else 0),
+            kind=index_type,
+            ivf_threshold=ivf_threshold,
+            retrain=retrain,
+            memory=memory or DEFAULT_MEMORY,
             info={},  # the model is recorded once, in the catalog (models.bind)
             progress=progress,
             before_switch=lambda generation: catalog.set_meta(generation=str(generation)),
@@ -262,3 +254,16 @@ class Writer:
             f"could not write to the index in {self.index_dir}: {reason}; {state}, and finished "
             "batches are kept: fix the cause and run the same command again"
         )
+
+
+def reindex(
+    index_dir: Path, *, progress: vector_index.Progress | None = None, **options: Any
+) -> dict[str, Any]:
+    """Publishes the live index again with a freshly trained layout (`clipsearch reindex`):
+    nothing is scanned or embedded."""
+    with Writer(Path(index_dir)) as writer:
+        if not writer.live:
+            raise IndexError_(
+                f"no index at {index_dir} to re-train; build one with `clipsearch index PHOTOS`"
+            )
+        return writer.publish(progress=progress, retrain=True, **options)

@@ -20,9 +20,11 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
         "import",
         help="merge embedding shards computed elsewhere",
         description="A shard is a folder with embeddings.npy (float32 [N,D], unit "
-        'rows) and items.jsonl (N lines {"path": ..., "captions": [...]}).',
+        'rows) and items.jsonl (N lines {"path": ..., "captions": [...]}). A job folder '
+        "holds shards, each complete once its shard.json exists; shards imported before "
+        "(same shard.json) are skipped. Shards are hard-linked into the index, not copied.",
     )
-    p.add_argument("shards", nargs="+", metavar="SHARD_DIR")
+    p.add_argument("shards", nargs="+", metavar="SHARD_OR_JOB_DIR")
     add_common(p)
     p.add_argument("--index-type", choices=INDEX_TYPES, default="auto")
     p.add_argument("--ivf-threshold", type=int, default=200_000, metavar="N")
@@ -47,9 +49,12 @@ def run(args: argparse.Namespace) -> int:
         advance=bar.advance,
     )
     bar.finish()
+    for shard in report.unfinished:
+        print(f"not imported {shard}: unfinished (no shard.json yet)", file=sys.stderr)
     if not args.quiet:
+        already = f" ({report.already} imported before)" if report.already else ""
         print(
-            f"imported {report.items} items from {report.shards} shards; "
+            f"imported {report.items} items from {report.shards} shards{already}; "
             f"the index holds {report.count}",
             file=sys.stderr,
         )
