@@ -113,6 +113,12 @@ def _export_into(work, source, revision, settings, calibration_dir, thresholds, 
             f"{tower} cosine vs PyTorch: fp32 min {f['min']:.6f}, "
             f"int8 min {q['min']:.4f} mean {q['mean']:.4f}"
         )
+    for backend in verify.backends_to_check()[1:]:
+        other = fidelity[backend]
+        say(
+            f"on {backend}: "
+            + ", ".join(f"{t} {p} min {other[t][p]['min']:.4f}" for t in other for p in other[t])
+        )
     pixels = verify.sample_inputs(ckpt, images=8, seed=2).pixel_values
     fidelity["vision"]["int8"]["batch_min_cosine"] = batch_check.alone_vs_batched(
         work / int8["vision"], pixels

@@ -111,3 +111,11 @@ def test_an_unknown_backend_is_one_line_and_exit_2(exported_model, tmp_path):
     proc = run_cli("embed", "--text", "a cat", "--model", exported_model, home=tmp_path, env=env)
     assert proc.returncode == 2
     assert proc.stderr.count("\n") == 1 and "CLIPSEARCH_BACKEND" in proc.stderr, proc.stderr
+
+
+@needs_openvino
+def test_the_export_gates_every_installed_backend(exported_model):
+    fidelity = json.loads((exported_model / "manifest.json").read_text())["fidelity"]
+    for tower in ("vision", "text"):
+        assert fidelity["openvino"][tower]["fp32"]["min"] >= 0.9999
+        assert fidelity["openvino"][tower]["int8"]["min"] >= 0.98
