@@ -52,17 +52,17 @@ class OpenFile:
 
 
 def indexed_roots(catalog: Catalog) -> list[str]:
-    """The folders the catalogued files must stay inside, as real paths.
-
-    The catalog does not record which folder was indexed; the deepest folder holding every
-    catalogued file is never wider than it for an index of one folder. The lexically first and
-    last paths share exactly the prefix that all paths share, and both come from the path index.
-    """
-    low, high = catalog.conn.execute("SELECT min(path), max(path) FROM images").fetchone()
-    if low is None:
-        return []
-    common = os.path.commonpath([os.path.dirname(low), os.path.dirname(high)])
-    return [os.path.realpath(common)]
+    """The folders the catalogued files must stay inside, as real paths: those given to
+    `clipsearch index`. A catalog without them (imported shards only, or older than the record)
+    falls back to the deepest folder holding every catalogued file: the lexically first and last
+    paths share exactly the prefix all paths share, and both come from the path index."""
+    roots = catalog.roots()
+    if not roots:
+        low, high = catalog.conn.execute("SELECT min(path), max(path) FROM images").fetchone()
+        if low is None:
+            return []
+        roots = [os.path.commonpath([os.path.dirname(low), os.path.dirname(high)])]
+    return [os.path.realpath(root) for root in roots]
 
 
 def _inside(path: str, roots: list[str]) -> bool:
