@@ -1,4 +1,4 @@
-"""`python -m bench [--quick] [--skip-1m] [--only web|models|scale|imaging|speed]`: measure, print,
+"""`python -m bench [--quick] [--skip-1m] [--only web|models|scale|imaging|speed|store]`: measure, print,
 and write BENCHMARKS.md (`--only PART` measures and prints that part alone, leaving BENCHMARKS.md
 alone)."""
 
@@ -11,7 +11,19 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench import images, imaging, large, levers, machine, report, scale, speed, throughput, web
+from bench import (
+    images,
+    imaging,
+    large,
+    levers,
+    machine,
+    report,
+    scale,
+    speed,
+    store,
+    throughput,
+    web,
+)
 from bench.model import ensure_model
 from bench.run import run, say
 
@@ -30,12 +42,13 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument(
         "--only",
-        choices=("web", "models", "scale", "imaging", "speed"),
+        choices=("web", "models", "scale", "imaging", "speed", "store"),
         help="measure only that part (web: `clipsearch serve` and one-shot search through it; "
         "models: image throughput of each recommended model architecture; scale: 1M-10M vector "
         "collections, hours; imaging: decoding fidelity, int8 batch dependence and decode cost, "
         "bench/imaging.py; speed: GEMM limit, the model alone, end to end against OpenVINO and "
-        "PyTorch, one-shot queries, bench/speed.py); print it and keep its figures in "
+        "PyTorch, one-shot queries, bench/speed.py; store: index runs over 100k and 200k "
+        "catalogued files, bench/store.py); print it and keep its figures in "
         "CACHE/ONLY.json, leaving --out alone",
     )
     p.add_argument(
@@ -48,6 +61,19 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         help="collection sizes of the scale part (default %(default)s; --quick: 100000,200000)",
     )
     return p.parse_args(argv)
+
+
+def only_store(args: argparse.Namespace) -> int:
+    """Index runs over a large catalog (bench/store.py); the writer's interrupt loop is
+    `python -m bench.interrupts`."""
+    cache = args.cache.absolute()
+    _, model = ensure_model(cache)
+    sizes = [10_000, 20_000] if args.quick else list(store.SIZES)
+    figures = store.measure(cache, model, sizes)
+    figures["conditions"] = args.conditions
+    (cache / "store.json").write_text(json.dumps(figures, indent=1, default=str))
+    sys.stdout.write("\n".join(store.render(figures)) + "\n")
+    return 0
 
 
 def scale_sizes(args: argparse.Namespace) -> list[int]:
@@ -84,6 +110,8 @@ def main(argv: list[str] | None = None) -> int:
         return imaging.main(cache, args.quick, ensure_model(cache)[1])
     if args.only == "speed":
         return only_speed(args)
+    if args.only == "store":
+        return only_store(args)
     started = time.perf_counter()
     load_start = machine.load_average()
     if args.only == "scale":
