@@ -24,16 +24,17 @@ from bench.run import run, say
 
 SIZES = (100_000, 200_000)
 PER_FOLDER = 1000
+LINKS_PER_FILE = 50_000
 
 
 def make_folder(root: Path, n: int) -> list[dict]:
-    """`n` links to one JPEG below `root`, and their catalog lines."""
-    source = root.parent / "one.jpg"
+    """`n` links to a few copies of one JPEG below `root`, and their catalog lines."""
     root.mkdir(parents=True, exist_ok=True)
-    if not source.exists():
-        Image.new("RGB", (64, 48), (200, 40, 40)).save(source, quality=90)
     lines = []
     for i in range(n):
+        source = root.parent / f"one-{i // LINKS_PER_FILE}.jpg"  # ext4 allows 65,000 links
+        if not source.exists():
+            Image.new("RGB", (64, 48), (200, 40, 40)).save(source, quality=90)
         path = root / f"{i // PER_FOLDER:05d}" / f"{i:07d}.jpg"
         if not path.exists():
             path.parent.mkdir(parents=True, exist_ok=True)

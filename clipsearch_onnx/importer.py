@@ -10,6 +10,8 @@ is still being written and is left for a later import.
 from __future__ import annotations
 
 import hashlib
+import json
+import os
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -53,6 +55,21 @@ def find_shards(sources: Sequence[Path]) -> tuple[list[Path], list[Path]]:
     return found, unfinished
 
 
+def shard_root(shard: Path, root: Path | None) -> str | None:
+    """The folder a shard's relative paths are relative to: `root` (--root), else the "root" a
+    job's shard.json or job.json records (where the driver saw the photos)."""
+    if root is not None:
+        return str(Path(root).expanduser().absolute())
+    for record in (shard / shards.DONE, shard.parent / "job.json"):
+        try:
+            found = json.loads(record.read_text(encoding="utf-8")).get("root")
+        except (OSError, ValueError, AttributeError):
+            continue
+        if isinstance(found, str) and os.path.isabs(found):
+            return found
+    return None
+
+
 def origin(shard: Path) -> str | None:
     """A job shard's identity: the digest of its shard.json (None for a bare shard)."""
     try:
@@ -72,11 +89,13 @@ def import_shards(
     progress: Callable[[str, int], None] = lambda stage, total: None,
     advance: Callable[[int], None] = lambda n: None,
     memory: int | None = None,
+    root: Path | None = None,
 ) -> ImportReport:
     """Places each shard in the index, registers its items (a path already present is replaced),
     and publishes. Every shard is validated before anything is written. `sources`: shard or job
     folders. `manifest`: the model (or its folder) the shards came from (None: the index's own,
-    see `models.resolve`). `memory`: bytes publishing may hold in flight (see `Writer.publish`)."""
+    see `models.resolve`). `memory`: bytes publishing may hold in flight (see `Writer.publish`).
+    Relative item paths are taken relative to `root` (see `shard_root`)."""
     report = ImportReport()
     found, report.unfinished = find_shards(sources)
     with Writer(Path(index_dir)) as writer:
@@ -90,12 +109,15 @@ def import_shards(
             if made is not None and writer.catalog.has_origin(made):
                 report.already += 1
                 continue
-            checked.append((shard, made, shards.check_shard(shard, dim)))
+            base = shard_root(shard, root)
+            checked.append(
+                (shard, made, shards.check_shard(shard, dim, relative_ok=bool(base)), base)
+            )
         writer.mark_unpublished()
-        progress("importing", sum(rows for _, _, rows in checked))
-        for source, made, rows in checked:
+        progress("importing", sum(rows for _, _, rows, _ in checked))
+        for source, made, rows, base in checked:
             name = writer.adopt_shard(source)
-            items = _new_items(shards.iter_items(writer.shard_path(name)))
+            items = _new_items(shards.iter_items(writer.shard_path(name)), base)
             writer.catalog.commit_shard(name, items, replace_all=True, origin=made, expect=rows)
             report.shards += 1
             report.items += rows
@@ -110,10 +132,11 @@ def import_shards(
     return report
 
 
-def _new_items(lines: Iterator[dict[str, Any]]) -> Iterator[NewItem]:
+def _new_items(lines: Iterator[dict[str, Any]], base: str | None) -> Iterator[NewItem]:
     for row, item in enumerate(lines):
+        path = str(item["path"])
         yield NewItem(
-            str(item["path"]),
+            os.path.normpath(os.path.join(base, path)) if base else path,
             item.get("size"),
             item.get("mtime_ns"),
             item.get("sha256"),

@@ -143,8 +143,9 @@ def iter_items(shard: Path) -> Iterator[dict[str, Any]]:
         raise InputError(f"{shard / ITEMS}: {exc}") from exc
 
 
-def check_shard(shard: Path, dim: int | None = None) -> int:
+def check_shard(shard: Path, dim: int | None = None, *, relative_ok: bool = False) -> int:
     """Validates a shard from outside without holding it in memory; returns its row count.
+    Item paths must be absolute unless `relative_ok` (a root to resolve them against is known).
     Raises InputError naming what is wrong."""
     shard = Path(shard)
     try:
@@ -161,7 +162,14 @@ def check_shard(shard: Path, dim: int | None = None) -> int:
         raise InputError(
             f"{shard}: embeddings have dimension {shape[1]}, the index/model uses {dim}"
         )
-    count = sum(1 for _ in iter_items(shard))
+    count = 0
+    for item in iter_items(shard):
+        if not relative_ok and not os.path.isabs(item["path"]):
+            raise InputError(
+                f"{shard / ITEMS}: line {count + 1}: {item['path']!r} is a relative path; "
+                "give --root DIR, the folder it is relative to"
+            )
+        count += 1
     if count != shape[0]:
         raise InputError(f"{shard}: {shape[0]} embeddings but {count} items in {ITEMS}")
     start = 0

@@ -18,6 +18,7 @@ from PIL import Image
 
 from clipsearch_onnx.catalog import Catalog
 from clipsearch_onnx.encoder import Encoder
+from clipsearch_onnx.errors import InputError
 from clipsearch_onnx.importer import import_shards
 from clipsearch_onnx.indexer import Indexer
 from clipsearch_onnx.manifest import Manifest
@@ -222,3 +223,22 @@ def test_file_facts_are_recorded_and_back_filled_for_older_catalogs(tmp_path, ex
     report = Indexer(index, encoder).run(photos)
     assert (report.embedded, report.unchanged) == (0, 3)
     assert facts_of(index) == want
+
+
+def test_relative_paths_of_a_job_resolve_against_its_root(tmp_path, exported_model):
+    """Workers record paths relative to the photos' root (they may mount it elsewhere); the
+    import resolves them against the root the job records, or --root."""
+    job = tmp_path / "job"
+    vectors = unit_rows(np.random.default_rng(5), 3)
+    write_shard(job / "part-0", vectors, [{"path": f"sub/{i}.jpg"} for i in range(3)])
+    (job / "part-0" / "shard.json").write_text("{}")
+    model = Manifest.load(exported_model)
+    with pytest.raises(InputError, match="--root"):
+        import_shards(tmp_path / "index", [job], model)
+    (job / "job.json").write_text(json.dumps({"root": "/photos/2024"}))
+    import_shards(tmp_path / "index", [job], model)
+    import_shards(tmp_path / "other", [job], model, root=tmp_path / "mounted")
+    assert catalog_paths(tmp_path / "index") == [f"/photos/2024/sub/{i}.jpg" for i in range(3)]
+    assert catalog_paths(tmp_path / "other") == [
+        str(tmp_path / f"mounted/sub/{i}.jpg") for i in range(3)
+    ]

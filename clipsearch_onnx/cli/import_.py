@@ -25,6 +25,12 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
         "(same shard.json) are skipped. Shards are hard-linked into the index, not copied.",
     )
     p.add_argument("shards", nargs="+", metavar="SHARD_OR_JOB_DIR")
+    p.add_argument(
+        "--root",
+        metavar="DIR",
+        help="the folder relative item paths are relative to (default: the root a job records "
+        "in shard.json or job.json)",
+    )
     add_common(p)
     p.add_argument("--index-type", choices=INDEX_TYPES, default="auto")
     p.add_argument("--ivf-threshold", type=int, default=200_000, metavar="N")
@@ -47,6 +53,7 @@ def run(args: argparse.Namespace) -> int:
         ivf_threshold=args.ivf_threshold,
         progress=bar.start,
         advance=bar.advance,
+        root=Path(args.root) if args.root else None,
     )
     bar.finish()
     for shard in report.unfinished:
