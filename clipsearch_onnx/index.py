@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -60,24 +60,17 @@ def __getattr__(name: str) -> Any:
 
 def publish(
     index_dir: Path,
-    source: PartSource | np.ndarray,
-    ids: np.ndarray | None = None,
+    source: PartSource,
     *,
     progress: Progress | Callable[[int], None] | None = None,
     **options: Any,
 ) -> dict[str, Any]:
-    """Publishes `source` as the current generation (see `publishing.publish` for `options`).
-
-    Also takes the whole collection as one array of vectors plus their ids, for today's caller
-    (`collection.publish_catalog`) until the writer streams parts: that array is one part whose
-    key is its ids, so an unchanged collection is reused and any change re-encodes it all
-    (without re-training)."""
+    """Publishes the parts of `source` as the current generation (`publishing.publish`; see
+    there for `options`). `progress` may also be a plain callable: it is then told the vectors
+    encoded."""
     from clipsearch_onnx import publishing
     from clipsearch_onnx.publishing import Progress
 
-    if isinstance(source, np.ndarray):
-        assert ids is not None
-        source = _ArraySource(source, np.asarray(ids, dtype=np.int64))
     if progress is not None and not isinstance(progress, Progress):
         advance, stage = progress, [""]
         progress = Progress(
@@ -85,24 +78,6 @@ def publish(
             advance=lambda n: advance(n) if stage[0] == "encoding" else None,
         )
     return publishing.publish(index_dir, source, progress=progress, **options)
-
-
-class _ArraySource:
-    def __init__(self, vectors: np.ndarray, ids: np.ndarray):
-        self.vectors, self.ids = vectors, ids
-        self.dim = int(vectors.shape[1]) if vectors.ndim == 2 else 0
-        import hashlib
-
-        self.key = "all-" + hashlib.sha1(ids.tobytes()).hexdigest()[:16]
-
-    def counts(self) -> list[tuple[str, int]]:
-        return [(self.key, len(self.ids))] if len(self.ids) else []
-
-    def parts(self, keys: Collection[str] | None = None) -> Iterator[Part]:
-        from clipsearch_onnx.publishing import Part
-
-        if len(self.ids) and (keys is None or self.key in keys):
-            yield Part(self.key, self.ids, self.vectors)
 
 
 class VectorIndex:

@@ -21,6 +21,7 @@ from clipsearch_onnx.encoder import Encoder
 from clipsearch_onnx.errors import IndexCorrupt, InputError, ModelError
 from clipsearch_onnx.importer import import_shards
 from clipsearch_onnx.indexer import Indexer
+from clipsearch_onnx.layout import current_dir
 from clipsearch_onnx.manifest import Manifest
 from clipsearch_onnx.search import open_searcher
 from clipsearch_onnx.settings import Settings
@@ -342,3 +343,36 @@ def test_open_is_memory_mapped_so_ram_does_not_grow_with_the_index(tmp_path, exp
         assert growth[n]["mmap"] < size / 8 + (1 << 20), (n, size, growth[n])
         assert growth[n]["read"] > size * 0.9  # the probe does see a non-mapped load
     assert growth[200_000]["mmap"] - growth[20_000]["mmap"] < 2 << 20, growth
+
+
+# -- reindex ---------------------------------------------------------------------------------
+
+
+def test_reindex_trains_a_new_layout_and_keeps_the_results(
+    tmp_path, exported_model, seeded_vectors
+):
+    base, queries = seeded_vectors
+    index_dir = import_vectors(tmp_path, base[:3000], exported_model, "ivf-sq8")
+
+    def meta() -> dict:
+        return json.loads((current_dir(index_dir) / "index.json").read_text())
+
+    def top(n: int) -> list[list[str]]:
+        s = searcher(index_dir)
+        try:
+            return [[r.path for r in s.search_vector(q, n)] for q in queries[:30]]
+        finally:
+            s.close()
+
+    before, results = meta(), top(5)
+    run = run_cli("reindex", "--index", index_dir, home=tmp_path)
+    assert run.returncode == 0, run.stderr
+    assert "re-trained: 3000 vectors, ivf-sq8" in run.stderr
+    after = meta()
+    assert after["layout"]["name"] != before["layout"]["name"] and after["count"] == 3000
+    again = top(5)
+    assert np.mean([a[0] == b[0] for a, b in zip(results, again, strict=True)]) >= 0.95
+    flat = run_cli("reindex", "--index", index_dir, "--index-type", "flat", "-q", home=tmp_path)
+    assert flat.returncode == 0 and flat.stderr == "" and meta()["type"] == "flat"
+    missing = run_cli("reindex", "--index", tmp_path / "none", home=tmp_path)
+    assert missing.returncode == 4 and len(missing.stderr.strip().splitlines()) == 1
