@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,14 @@ pytest_plugins = [
     "tests.fixtures_web",
     "tests.fixtures_models",
 ]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _private_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Caches written by code the tests run in-process (OpenVINO's compiled graphs) go to a
+    temporary folder, not the user's ~/.cache/clipsearch."""
+    if not os.environ.get("CLIPSEARCH_HOME"):
+        os.environ["XDG_CACHE_HOME"] = str(tmp_path_factory.mktemp("xdg-cache"))
 
 
 @pytest.fixture(scope="session")
