@@ -20,7 +20,7 @@ setup: $(STAMP)  ## create .venv with runtime, export, tui, openvino, serve and 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[export,tui,openvino,serve,decode,dev]"
+	$(PY) -m pip install --quiet -e ".[export,tui,openvino,serve,dev]"
 	# Byte-compile the editable sources as a regular install would (PYTHONDONTWRITEBYTECODE
 	# otherwise makes every one-shot command compile them again: ~30 ms of `clipsearch search`).
 	$(PY) -m compileall -q clipsearch_onnx tui web >/dev/null

@@ -1,4 +1,4 @@
-"""JPEG decoding at M/8 scale, by libjpeg-turbo through simplejpeg (the `decode` extra).
+"""JPEG decoding at M/8 scale, by libjpeg-turbo through simplejpeg (a dependency).
 
 libjpeg-turbo decodes a JPEG at any scale M/8 (1/8, 1/4, 3/8, 1/2 ... 7/8) in the DCT domain,
 where Pillow's draft mode offers 1/2, 1/4 and 1/8 only. The finer steps let a reduced decode stop
@@ -15,7 +15,7 @@ from PIL import Image
 
 try:
     import simplejpeg
-except ImportError:  # the `decode` extra is not installed
+except ImportError:  # a platform without a simplejpeg wheel
     simplejpeg = None
 
 COLOURSPACES = ("YCbCr", "Gray")  # CMYK and YCCK JPEGs go through Pillow (ink profiles)
