@@ -10,7 +10,7 @@ import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -24,6 +24,9 @@ from clipsearch_onnx.lock import is_locked
 from clipsearch_onnx.settings import Settings
 from clipsearch_onnx.shards import load_embeddings
 
+if TYPE_CHECKING:
+    from clipsearch_onnx.filters import Filter
+
 DEFAULT_K = 10
 
 
@@ -34,14 +37,21 @@ class Result:
     path: str
     captions: list[str]
     id: int
+    date: str | None = None  # the photo's date, given when results are sorted by it
+    copies: int | None = None  # near-duplicates hidden behind this one (search --collapse)
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        data = {
             "rank": self.rank,
             "score": round(self.score, 6),
             "path": self.path,
             "captions": self.captions,
         }
+        if self.date is not None:
+            data["date"] = self.date
+        if self.copies is not None:
+            data["copies"] = self.copies
+        return data
 
 
 @dataclass(frozen=True)
@@ -154,16 +164,20 @@ class Searcher:
         k: int = DEFAULT_K,
         *,
         image_data: bytes | None = None,
+        where: Filter | None = None,
     ) -> Response:
+        """`where`: which images may be returned and how they are shown (see `filters`)."""
         started = time.perf_counter()
         query = self.embed_query(text, image, image_data=image_data)
-        results = self.search_vector(query[0], k)
+        results = self.search_vector(query[0], k, where=where)
         took = (time.perf_counter() - started) * 1000
         q: dict[str, Any] = {}
         if text is not None:
             q["text"] = text
         if image is not None:
             q["image"] = str(image)
+        if where is not None and where.to_json():
+            q["filter"] = where.to_json()
         return Response(q, results, took)
 
     def vector_of(self, item_id: int) -> np.ndarray | None:
@@ -175,18 +189,23 @@ class Searcher:
             return None
         return np.asarray(emb[item.row], dtype=np.float32)
 
-    def similar(self, item_id: int, k: int = DEFAULT_K) -> Response:
+    def similar(self, item_id: int, k: int = DEFAULT_K, *, where: Filter | None = None) -> Response:
         """More like a catalogued image, from its stored embedding (nothing is decoded)."""
         started = time.perf_counter()
         item = self.catalog.by_ids([item_id]).get(item_id)
         vector = self.vector_of(item_id)
         if item is None or vector is None:
             raise InputError(f"no image with id {item_id} in the index {self.index_dir}")
-        results = self.search_vector(vector, k)
+        results = self.search_vector(vector, k, where=where)
         took = (time.perf_counter() - started) * 1000
-        return Response({"id": item_id, "image": item.path}, results, took)
+        q: dict[str, Any] = {"id": item_id, "image": item.path}
+        if where is not None and where.to_json():
+            q["filter"] = where.to_json()
+        return Response(q, results, took)
 
-    def search_vector(self, vector: np.ndarray, k: int = DEFAULT_K) -> list[Result]:
+    def search_vector(
+        self, vector: np.ndarray, k: int = DEFAULT_K, *, where: Filter | None = None
+    ) -> list[Result]:
         if k < 1:
             raise InputError("k must be at least 1")
         if self.count == 0:
@@ -196,7 +215,17 @@ class Searcher:
         # candidates are re-scored with their exact embeddings: its codes perturb scores by
         # ~0.001, enough to swap near-ties at the k-th place (recall@10 0.979 -> 1.000 at 1M).
         exact = self.vectors.meta.get("type", "flat") == "flat"
-        scores, ids = self.vectors.search(vector[None, :], k + 8 if exact else max(k + 8, 4 * k))
+        keep = k if where is None else where.candidates(k)  # --collapse picks from more
+        fetch = keep + 8 if exact else max(keep + 8, 4 * keep)
+        if where is not None and where.narrows:  # the search runs among the images allowed
+            from clipsearch_onnx import filters
+
+            chosen = filters.select(self.catalog, where)
+            scores, ids = filters.search(
+                self.vectors, self._shard_embeddings, vector, fetch, chosen
+            )
+        else:
+            scores, ids = self.vectors.search(vector[None, :], fetch)
         pairs = [(float(s), int(i)) for s, i in zip(scores[0], ids[0], strict=True) if i >= 0]
         items = self.catalog.by_ids(i for _, i in pairs)
         if not exact:
@@ -213,8 +242,12 @@ class Searcher:
         results: list[Result] = []
         for score, i in pairs:
             item = items.get(i)
-            if item is not None and len(results) < k:
+            if item is not None and len(results) < keep:
                 results.append(Result(len(results) + 1, score, item.path, item.captions, i))
+        if where is not None:
+            from clipsearch_onnx import filters
+
+            results = filters.finish(self, vector, results, k, where)
         return results
 
     def _exact_scores(self, vector: np.ndarray, items: dict[int, Item]) -> dict[int, float]:

@@ -16,6 +16,7 @@ from clipsearch_onnx.cli.output import print_json
 from clipsearch_onnx.errors import ExitCode, InputError
 
 if TYPE_CHECKING:
+    from clipsearch_onnx.filters import Filter
     from clipsearch_onnx.search import Searcher
 
 KEYS = ("text", "image", "k")  # what a JSON line may hold
@@ -70,16 +71,18 @@ def _parse(number: int, line: str) -> QueryLine:
     return QueryLine(number, query)
 
 
-def answer_queries(searcher: Searcher, lines: list[QueryLine], k: int) -> int:
+def answer_queries(
+    searcher: Searcher, lines: list[QueryLine], k: int, where: Filter | None = None
+) -> int:
     """One JSON line per query line, in order (`line` names it); ExitCode.PARTIAL if any
-    failed, with one summary line on stderr."""
+    failed, with one summary line on stderr. `where`: the filters, the same for every line."""
     failed = []
     for q in lines:
         error = q.error
         if error is None:
             try:
                 response = searcher.search(
-                    q.query.get("text"), q.query.get("image"), q.query.get("k") or k
+                    q.query.get("text"), q.query.get("image"), q.query.get("k") or k, where=where
                 )
             except InputError as exc:  # this query's image, text or k: the others go on
                 error = str(exc)

@@ -65,7 +65,12 @@ def _rows(data: dict[str, Any], width: int | None) -> list[tuple[str, dict[str, 
     """(line, the result it shows or None for the header)."""
     results = data["results"]
     if not results:
-        return [("no results (the index is empty)", None)]
+        why = (
+            "no image passes the filters"
+            if data.get("query", {}).get("filter")
+            else "the index is empty"
+        )
+        return [(f"no results ({why})", None)]
     captions = [" ".join(r["captions"][0].split()) if r["captions"] else "" for r in results]
     caption_w, path_w = _column_widths(captions, [r["path"] for r in results], width)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from clipsearch_onnx.cli.filters import add_filter_options, filter_from
 from clipsearch_onnx.cli.options import add_common, settings_from
 from clipsearch_onnx.cli.parsing import JoinWords
 from clipsearch_onnx.cli.query_file import answer_queries, read_queries
@@ -69,6 +70,7 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
         '- reads stdin. One JSON line per query, with its "line" number; a line that cannot '
         'be answered gets {"line": N, "error": ...} instead and the exit code is 6',
     )
+    add_filter_options(p)
     add_common(p)
     return p
 
@@ -89,6 +91,7 @@ def run(args: argparse.Namespace) -> int:
         raise InputError("give a TEXT, --image PATH, or --queries FILE")
     check_output_options(args)
     queries = read_queries(args.queries) if args.queries is not None else None
+    where = filter_from(args)
     settings = settings_from(args)
     from clipsearch_onnx.search import open_searcher
 
@@ -96,8 +99,8 @@ def run(args: argparse.Namespace) -> int:
     searcher = open_searcher(settings, quick_start=queries is None)
     try:
         if queries is not None:
-            return answer_queries(searcher, queries, args.k)
-        response = searcher.search(args.text, args.image, args.k)
+            return answer_queries(searcher, queries, args.k, where)
+        response = searcher.search(args.text, args.image, args.k, where=where)
     finally:
         searcher.close()
     write_response(response.to_json(), args, columns=table_width())
