@@ -61,8 +61,9 @@ def import_index(cache: Path, model: Path, n: int, shards: list[Path]) -> dict:
     if stamp.exists() and index_dir.is_dir():
         return json.loads(stamp.read_text())
     shutil.rmtree(index_dir, ignore_errors=True)
-    say(f"{n:,} vectors: clipsearch import of {len(shards)} shards")
-    cmd = [*CLIPSEARCH, "import", *map(str, shards), "--model", str(model), "--precision", "int8"]
+    job = job_folder(cache / f"job-{n}", shards)
+    say(f"{n:,} vectors: clipsearch import of a job folder of {len(shards)} shards")
+    cmd = [*CLIPSEARCH, "import", str(job), "--model", str(model), "--precision", "int8"]
     done = run([*cmd, "--index", str(index_dir), "-q"], anon=True)
     info = {
         "import_s": done.seconds,
@@ -71,6 +72,22 @@ def import_index(cache: Path, model: Path, n: int, shards: list[Path]) -> dict:
     }
     stamp.write_text(json.dumps(info))
     return info
+
+
+def job_folder(job: Path, shards: list[Path]) -> Path:
+    """A job folder of `shards` as `embed-shards` writes one (each shard complete with its
+    shard.json): the path `clipsearch import JOB` takes. Files are hard links (no copies)."""
+    for number, shard in enumerate(shards):
+        dest = job / shard.name
+        if (dest / "shard.json").exists():
+            continue
+        dest.mkdir(parents=True, exist_ok=True)
+        for name in ("embeddings.npy", "items.jsonl"):
+            (dest / name).unlink(missing_ok=True)
+            os.link(shard / name, dest / name)
+        rows = sum(1 for _ in open(shard / "items.jsonl", "rb"))
+        (dest / "shard.json").write_text(json.dumps({"part": number, "rows": rows}))
+    return job
 
 
 def add_vectors(cache: Path, model: Path, index_dir: Path, n: int, seed: int) -> dict:
