@@ -60,6 +60,13 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         metavar="N,N,...",
         help="collection sizes of the scale part (default %(default)s; --quick: 100000,200000)",
     )
+    p.add_argument(
+        "--scale-json",
+        type=Path,
+        metavar="PATH",
+        help="take the scale part's figures from PATH (the CACHE/scale.json of a `--only scale` "
+        "run, hours at 10M) instead of measuring them; with --render-only too",
+    )
     return p.parse_args(argv)
 
 
@@ -97,6 +104,8 @@ def main(argv: list[str] | None = None) -> int:
         results = json.loads((args.cache / "results.json").read_text())
         results["large"]["sizes"] = {int(n): f for n, f in results["large"]["sizes"].items()}
         text = report.render(results, levers_section(results["levers"]))
+        if args.scale_json:
+            results["scale"] = json.loads(args.scale_json.read_text())
         if "scale" in results:
             text += "\n" + "\n".join(scale.render(results["scale"])) + "\n"
         args.out.write_text(text)
@@ -172,7 +181,11 @@ def main(argv: list[str] | None = None) -> int:
         cache / "large", model, sizes, 3 if quick else 5, 200 if quick else 1000
     )
 
-    results["scale"] = scale.measure(cache, model, scale_sizes(args), quick)
+    if args.scale_json:
+        say(f"scale: the figures of {args.scale_json}")
+        results["scale"] = json.loads(args.scale_json.read_text())
+    else:
+        results["scale"] = scale.measure(cache, model, scale_sizes(args), quick)
 
     say("levers")
     corpus = [q for q in large_queries()]
