@@ -194,7 +194,10 @@ def measure(cache: Path, model: Path, sizes: list[int], quick: bool = False) -> 
         meta = json.loads(_index_json(index_dir).read_text())
         figures.update(type=meta["type"], nlist=meta.get("nlist"), nprobe=meta.get("nprobe"))
         if n == max(sizes):
-            figures["recall"] = recall_sweep(index_dir, shards, n, 60 if quick else 200, 300)
+            # (held-out members reach 0.99 early; at 10M each query of the sweep scans up to
+            # 2.5M codes, so fewer of them keep the sweep to minutes)
+            members = 300 if n < 5_000_000 else 100
+            figures["recall"] = recall_sweep(index_dir, shards, n, 60 if quick else 200, members)
         for added in ADDS:
             say(f"{n:,} vectors: adding {added:,}")
             figures[f"add_{added}"] = add_vectors(cache, model, index_dir, added, seed=n + added)
@@ -231,6 +234,8 @@ def render(result: dict) -> list[str]:
             f"{f['add_1']['seconds']:.1f} / {f['add_1']['peak_anon_mb']:.0f} | "
             f"{f['add_10000']['seconds']:.1f} / {f['add_10000']['peak_anon_mb']:.0f} |"
         )
+    sizes = {int(n): f for n, f in result["sizes"].items()}
+    lines += ["", *targets(sizes)]
     for n, f in result["sizes"].items():
         if "recall" not in f:
             continue
@@ -257,6 +262,50 @@ def render(result: dict) -> list[str]:
                 f"{m['recall_at_10']:.4f} | {t['p50_ms']:.1f} / {t['p99_ms']:.1f} |"
             )
     return lines
+
+
+BASELINE = (
+    "Baseline (issue 12, main before it, 1M vectors, 2 cores and 24 GB, an earlier session's CPU): "
+    "import 282 s and 5.7 GB; "
+    "adding one vector 83 s and 6.3 GB; one-shot query 0.9-1.0 s warm, 11.7 s cold."
+)
+
+
+def targets(sizes: dict[int, dict]) -> list[str]:
+    """Issue 12's targets beside what was measured."""
+    out = [BASELINE, "", "Targets (issue 12) and the figures above against them:", ""]
+    peak = {n: f["import_peak_anon_mb"] for n, f in sizes.items()}
+    if 1_000_000 in peak and 2_000_000 in peak:
+        ratio = peak[2_000_000] / peak[1_000_000]
+        out.append(
+            f"- import peak RssAnon 2M <= 1.25x 1M and <= 1.5 GB: {ratio:.2f}x, "
+            f"{peak[2_000_000]:.0f} MB"
+        )
+    if 10_000_000 in sizes:
+        f = sizes[10_000_000]
+        out.append(
+            f"- 10M import <= 2 GB and <= 30 min: {peak[10_000_000]:.0f} MB, "
+            f"{f['import_s'] / 60:.1f} min"
+        )
+    if 1_000_000 in sizes:
+        a = sizes[1_000_000]["add_1"]
+        out.append(
+            f"- adding one vector to 1M <= 5 s and 500 MB: {a['seconds']:.1f} s, "
+            f"{a['peak_anon_mb']:.0f} MB"
+        )
+    for n, f in sorted(sizes.items()):
+        cold = f["one_shot_cold"].get("median_s", float("nan"))
+        line = (
+            f"- {n:,}: one-shot warm <= 1 s: {f['one_shot_warm']['median_s']:.2f} s; "
+            f"cold <= 3 s: {cold:.2f} s"
+        )
+        default = [r for r in f.get("recall", {}).get("sweep", []) if r["default"]]
+        if default:
+            line += (
+                f"; recall@10 text >= 0.95 at the default: {default[0]['text']['recall_at_10']:.4f}"
+            )
+        out.append(line)
+    return out
 
 
 if __name__ == "__main__":
