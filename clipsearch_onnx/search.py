@@ -8,19 +8,22 @@ from __future__ import annotations
 import hashlib
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from clipsearch_onnx import models
+from clipsearch_onnx import query as q_
 from clipsearch_onnx.catalog import Catalog, Item
-from clipsearch_onnx.encoder import Encoder, normalise
+from clipsearch_onnx.encoder import Encoder
 from clipsearch_onnx.errors import ImageError, IndexCorrupt, InputError
 from clipsearch_onnx.index import VectorIndex
 from clipsearch_onnx.layout import SHARDS, Hold, hold_current
 from clipsearch_onnx.lock import is_locked
+from clipsearch_onnx.relevance import Cut
 from clipsearch_onnx.settings import Settings
 from clipsearch_onnx.shards import load_embeddings
 
@@ -39,9 +42,10 @@ class Result:
     id: int
     date: str | None = None  # the photo's date, given when results are sorted by it
     copies: int | None = None  # near-duplicates hidden behind this one (search --collapse)
+    prob: float | None = None  # SigLIP: the match probability of the score (issue 16)
 
     def to_json(self) -> dict[str, Any]:
-        data = {
+        data: dict[str, Any] = {
             "rank": self.rank,
             "score": round(self.score, 6),
             "path": self.path,
@@ -51,6 +55,8 @@ class Result:
             data["date"] = self.date
         if self.copies is not None:
             data["copies"] = self.copies
+        if self.prob is not None:
+            data["prob"] = round(self.prob, 6)
         return data
 
 
@@ -59,13 +65,17 @@ class Response:
     query: dict[str, Any]
     results: list[Result]
     took_ms: float
+    cut: dict[str, Any] | None = None  # what a relevance cut kept and why (relevance.Cut)
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        out = {
             "query": self.query,
             "results": [r.to_json() for r in self.results],
             "took_ms": round(self.took_ms, 2),
         }
+        if self.cut is not None:
+            out["cut"] = self.cut
+        return out
 
 
 @dataclass(frozen=True)
@@ -119,26 +129,77 @@ class Searcher:
         *,
         image_data: bytes | None = None,
     ) -> np.ndarray:
-        """With `image_data` (an upload's bytes) the image is decoded from them and `image` only
-        names it."""
-        parts = []
-        if text is not None and text.strip():
-            parts.append(self.encoder.embed_texts([text]))
-        if image is not None:
-            parts.append(self._image_vector(Path(image).expanduser(), image_data)[None])
-        if not parts:
-            raise InputError("give a text, an image, or both to search for")
-        # Text and image embeddings are unit vectors: their normalised sum weighs them equally.
-        return normalise(np.sum(parts, axis=0))
+        """The query vector [1, D] of a text (in the query syntax of clipsearch_onnx.query) and
+        an image. With `image_data` (an upload's bytes) the image is decoded from them and
+        `image` only names it."""
+        query = self.make_query(text, image, uploaded=image_data is not None)
+        return self.query_vector(query, image_data=image_data)[None]
 
-    def _image_vector(self, path: Path, data: bytes | None) -> np.ndarray:
-        """An indexed file (same path, size and mtime, or the same content) gives its stored
-        vector: an exact self-match, and the vision tower is not even loaded. Other files go
-        through the one way from file to vector (clipsearch_onnx.pipeline)."""
+    def make_query(
+        self,
+        text: str | None = None,
+        image: str | Path | None = None,
+        terms: Sequence[q_.Term] = (),
+        *,
+        uploaded: bool = False,
+        cwd: str | None = None,
+    ) -> q_.Query:
+        """The Query of a text in the query syntax, an image (a path or URL, taken whole) and
+        more `terms`; image files are checked (relative ones against `cwd`). `uploaded`: the
+        image's bytes come with the search, its name is not a file to check."""
+        found = q_.parse_terms(text) if text is not None and text.strip() else []
+        upload = None
+        if image is not None and uploaded:
+            upload = q_.Term(q_.IMAGE, str(image))
+        elif image is not None:
+            found.append(q_.image_term(str(image)))
+        found += terms
+        if upload is None and not found:
+            raise InputError("give a text, an image, or both to search for")
+        return q_.build(found, cwd, upload=upload)
+
+    def query_vector(self, query: q_.Query, *, image_data: bytes | None = None) -> np.ndarray:
+        """The unit vector [D] of a Query: each term through the model (an image through the one
+        way from file to vector; an indexed one reuses its stored vector), then combined
+        (clipsearch_onnx.query.combine). `image_data`: the bytes of the query's uploaded image
+        (its last term)."""
+        return self._embed(query, image_data)[0]
+
+    def _embed(
+        self, query: q_.Query, image_data: bytes | None = None
+    ) -> tuple[np.ndarray, set[str], set[str]]:
+        """(vector, the paths and the sha256s of the query's images)."""
+        from clipsearch_onnx.urlimage import fetch
+
+        texts = [t.value for t in query.terms if t.kind == q_.TEXT]
+        text_vectors = iter(self.encoder.embed_texts(texts) if texts else [])
+        rows, paths, shas = [], set(), set()
+        for i, term in enumerate(query.terms):
+            if term.kind == q_.TEXT:
+                rows.append(next(text_vectors))
+                continue
+            data = image_data if i == len(query.terms) - 1 else None
+            if term.kind == q_.URL:
+                data = fetch(term.value)
+            elif data is None:
+                paths.add(os.path.abspath(os.path.expanduser(term.value)))
+            vector, sha = self._image_vector(term.value, data)
+            rows.append(vector)
+            if sha is not None:
+                shas.add(sha)
+        return q_.combine(query, np.stack(rows)), paths, shas
+
+    def _image_vector(self, source: str, data: bytes | None) -> tuple[np.ndarray, str | None]:
+        """(vector, sha256 of the file if known) of an image file's path, or of `data` (then
+        `source` only names it). An indexed file (same path, size and mtime,
+        or the same content) gives its stored vector: an exact self-match, and the vision
+        tower is not even loaded. Other files go through the one way from file to vector
+        (clipsearch_onnx.pipeline)."""
         from clipsearch_onnx.decode import reason
         from clipsearch_onnx.pipeline import embed_bytes
 
         if data is None:
+            path = Path(source).expanduser()
             try:
                 stat = path.stat()
             except OSError:
@@ -147,7 +208,7 @@ class Searcher:
             if item is not None and (item.size, item.mtime_ns) == (stat.st_size, stat.st_mtime_ns):
                 stored = self.vector_of(item.id)
                 if stored is not None:
-                    return stored
+                    return stored, item.sha256
             try:
                 data = path.read_bytes()
             except OSError as exc:
@@ -155,7 +216,9 @@ class Searcher:
         digest = hashlib.sha256(data).hexdigest()
         same = self.catalog.by_sha256([digest]).get(digest)
         stored = None if same is None else self.vector_of(same.id)
-        return stored if stored is not None else embed_bytes(self.encoder, data, str(path))
+        if stored is not None:
+            return stored, digest
+        return embed_bytes(self.encoder, data, source), digest
 
     def search(
         self,
@@ -165,11 +228,29 @@ class Searcher:
         *,
         image_data: bytes | None = None,
         where: Filter | None = None,
+        terms: Sequence[q_.Term] = (),
+        cwd: str | None = None,
+        cut: Cut | None = None,
+        exclude_query: bool = False,
     ) -> Response:
-        """`where`: which images may be returned and how they are shown (see `filters`)."""
+        """The top `k` for a text in the query syntax (clipsearch_onnx.query), an image (a path
+        or URL, or an upload's name with `image_data`) and more `terms` (relative paths against
+        `cwd`). `where`: which images may be returned and how they are shown (see `filters`);
+        `cut` drops the results that are not relevant enough (clipsearch_onnx.relevance);
+        `exclude_query` drops the query's own images (same path or content)."""
         started = time.perf_counter()
-        query = self.embed_query(text, image, image_data=image_data)
-        results = self.search_vector(query[0], k, where=where)
+        query = self.make_query(text, image, terms, uploaded=image_data is not None, cwd=cwd)
+        if cut is not None:
+            cut.check(self.encoder.manifest)
+        vector, paths, shas = self._embed(query, image_data)
+        extra = 4 * len(query.images) if exclude_query else 0
+        results = self.search_vector(vector, k + extra, where=where)
+        if exclude_query:
+            results = self._without(results, paths, shas)
+        results = results[:k]
+        cut_info = None
+        if cut is not None:
+            results, cut_info = cut.apply(results, vector, self)
         took = (time.perf_counter() - started) * 1000
         q: dict[str, Any] = {}
         if text is not None:
@@ -178,7 +259,21 @@ class Searcher:
             q["image"] = str(image)
         if where is not None and where.to_json():
             q["filter"] = where.to_json()
-        return Response(q, results, took)
+        given = (text is not None and bool(text.strip())) + (image is not None)
+        plain = len(query.terms) == given and all(t.factor == 1 for t in query.terms)
+        if terms or not plain or (given and text and query.terms[0].kind != q_.TEXT):
+            q["terms"] = query.to_json()  # what the query's arithmetic made of them
+        return Response(q, results, took, cut_info)
+
+    def _without(self, results: list[Result], paths: set[str], shas: set[str]) -> list[Result]:
+        """`results` less the query's own images (by path or content), ranked again."""
+        items = self.catalog.by_ids(r.id for r in results)
+        kept = [
+            r
+            for r in results
+            if r.path not in paths and (items[r.id].sha256 not in shas if r.id in items else True)
+        ]
+        return [replace(r, rank=n) for n, r in enumerate(kept, 1)]
 
     def vector_of(self, item_id: int) -> np.ndarray | None:
         """The stored embedding of a catalogued image; None if it is not catalogued (or its
@@ -240,10 +335,14 @@ class Searcher:
                 "(damaged); rebuild with `clipsearch index PHOTOS --rebuild`"
             )
         results: list[Result] = []
+        manifest = self.encoder.manifest
         for score, i in pairs:
             item = items.get(i)
             if item is not None and len(results) < keep:
-                results.append(Result(len(results) + 1, score, item.path, item.captions, i))
+                prob = manifest.probability(score)
+                results.append(
+                    Result(len(results) + 1, score, item.path, item.captions, i, prob=prob)
+                )
         if where is not None:
             from clipsearch_onnx import filters
 

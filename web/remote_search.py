@@ -87,7 +87,9 @@ def answer(request: dict[str, Any], s: Searcher) -> str:
         v != defaults.get(k) for k, v in vars(args).items() if k not in PLAIN
     ):
         raise Decline("not a plain query")
-    given_image = args.image
+    if args.image is not None and len(args.image) != 1:
+        raise Decline("not a plain query")
+    given_image = args.image[0] if args.image else None
     args.index, args.model = _absolute(args.index, cwd), _absolute(args.model, cwd)
     from clipsearch_onnx.cli.options import settings_from
     from clipsearch_onnx.cli.results import write_response
@@ -110,7 +112,8 @@ def answer(request: dict[str, Any], s: Searcher) -> str:
     if args.k < 1 or (args.text is None and args.image is None):
         raise Decline("the client reports this error itself")
     check_output_options(args)  # a UsageError: declined, and the client reports it
-    response = s.search(args.text, _absolute(given_image, cwd), args.k)
+    # a query's relative image paths are the client's: against its working folder
+    response = s.search(args.text, _absolute(given_image, cwd), args.k, cwd=cwd)
     if given_image is not None:
         response = replace(response, query={**response.query, "image": given_image})
     out = io.StringIO()

@@ -17,6 +17,7 @@ from clipsearch_onnx.errors import ExitCode, InputError
 
 if TYPE_CHECKING:
     from clipsearch_onnx.filters import Filter
+    from clipsearch_onnx.relevance import Cut
     from clipsearch_onnx.search import Searcher
 
 KEYS = ("text", "image", "k")  # what a JSON line may hold
@@ -72,17 +73,28 @@ def _parse(number: int, line: str) -> QueryLine:
 
 
 def answer_queries(
-    searcher: Searcher, lines: list[QueryLine], k: int, where: Filter | None = None
+    searcher: Searcher,
+    lines: list[QueryLine],
+    k: int,
+    where: Filter | None = None,
+    cut: Cut | None = None,
+    exclude_query: bool = False,
 ) -> int:
-    """One JSON line per query line, in order (`line` names it); ExitCode.PARTIAL if any
-    failed, with one summary line on stderr. `where`: the filters, the same for every line."""
+    """One JSON line per query line, in order (`line` names it; a text in the query syntax);
+    ExitCode.PARTIAL if any failed, with one summary line on stderr. `where` (the filters),
+    `cut` and `exclude_query` are the same for every line."""
     failed = []
     for q in lines:
         error = q.error
         if error is None:
             try:
                 response = searcher.search(
-                    q.query.get("text"), q.query.get("image"), q.query.get("k") or k, where=where
+                    q.query.get("text"),
+                    q.query.get("image"),
+                    q.query.get("k") or k,
+                    where=where,
+                    cut=cut,
+                    exclude_query=exclude_query,
                 )
             except InputError as exc:  # this query's image, text or k: the others go on
                 error = str(exc)
