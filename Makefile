@@ -15,12 +15,12 @@ TUI_INDEX ?= $(if $(wildcard $(INDEX)/current $(INDEX)/index.json),$(INDEX),data
 help:  ## list the targets
 	@grep -E '^[a-z]+:.*## ' Makefile | sed 's/:.*## /\t/'
 
-setup: $(STAMP)  ## create .venv with runtime, export, tui, openvino, serve and dev extras (idempotent)
+setup: $(STAMP)  ## create .venv with runtime, export, tui, openvino, serve, dist and dev extras (idempotent)
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[export,tui,openvino,serve,dev]"
+	$(PY) -m pip install --quiet -e ".[export,tui,openvino,serve,dist,dev]"
 	# Byte-compile the editable sources as a regular install would (PYTHONDONTWRITEBYTECODE
 	# otherwise makes every one-shot command compile them again: ~30 ms of `clipsearch search`).
 	$(PY) -m compileall -q clipsearch_onnx tui web >/dev/null

@@ -83,3 +83,7 @@ class NoTerminal(ClipSearchError):
 
 class DatasetError(ClipSearchError):
     """A dataset cannot be downloaded or laid out."""
+
+
+class JobError(ClipSearchError):
+    """A distributed embedding job cannot start or a partition failed after its retries."""

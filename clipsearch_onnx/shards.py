@@ -34,9 +34,16 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def write_shard(dest: Path, embeddings: np.ndarray, items: Sequence[dict[str, Any]]) -> None:
+def write_shard(
+    dest: Path,
+    embeddings: np.ndarray,
+    items: Sequence[dict[str, Any]],
+    done: dict[str, Any] | None = None,
+) -> None:
     """Writes a shard so that `dest` either does not exist or is complete: the files are written
-    and fsynced in a temporary sibling folder that is then renamed into place."""
+    and fsynced in a temporary sibling folder that is then renamed into place. `done`: a job
+    shard's record, written last as its `shard.json`. Raises OSError if `dest` exists already
+    (another writer finished it first); the temporary folder is removed either way."""
     import shutil
     import uuid
 
@@ -54,7 +61,12 @@ def write_shard(dest: Path, embeddings: np.ndarray, items: Sequence[dict[str, An
                 fh.write(json.dumps(item, ensure_ascii=False) + "\n")
             fh.flush()
             os.fsync(fh.fileno())
-        os.replace(tmp, dest)
+        if done is not None:
+            with open(tmp / DONE, "w", encoding="utf-8") as fh:
+                json.dump(done, fh, ensure_ascii=False, sort_keys=True)
+                fh.flush()
+                os.fsync(fh.fileno())
+        os.rename(tmp, dest)  # never over a finished shard (rename fails on a non-empty folder)
         fsync_dir(dest.parent)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

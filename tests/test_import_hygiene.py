@@ -18,6 +18,7 @@ import clipsearch_onnx
 FORBIDDEN = (
     *("torch", "transformers", "optimum", "textual", "rich", "click"),
     *("starlette", "uvicorn", "multipart", "python_multipart", "playwright", "httpx"),
+    *("ray", "pyarrow", "pandas"),  # the dist extra: imported by ray_job.run only
 )
 EXEMPT = {"clipsearch_onnx.__main__"}
 

@@ -21,6 +21,7 @@ COMMANDS = {
     "search": "search",
     "info": "info",
     "import": "import_",  # `import` is a keyword
+    "embed-shards": "embed_shards",
     "reindex": "reindex",
     "embed": "embed",
     "eval": "eval",
