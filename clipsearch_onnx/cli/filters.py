@@ -48,6 +48,12 @@ def add_filter_options(p: argparse.ArgumentParser) -> None:
         help="order of the top k: score (best first, the default), date (oldest first; "
         "each result then carries its date), path",
     )
+    g.add_argument(
+        "--collapse",
+        action="store_true",
+        help="one result per group of near-duplicates (the best-scoring one; its `copies` say "
+        "how many are hidden; see `clipsearch dups`)",
+    )
 
 
 def filter_from(args: argparse.Namespace) -> Filter | None:
@@ -59,8 +65,8 @@ def filter_from(args: argparse.Namespace) -> Filter | None:
         "before": args.before,
         "min_size": args.min_size,
     }
-    if all(v is None for v in given.values()) and args.sort == "score":
+    if all(v is None for v in given.values()) and args.sort == "score" and not args.collapse:
         return None
     from clipsearch_onnx.filters import Filter
 
-    return Filter.parse(**given, sort=args.sort)
+    return Filter.parse(**given, sort=args.sort, collapse=args.collapse)

@@ -23,6 +23,7 @@ COMMANDS = {
     "import": "import_",  # `import` is a keyword
     "embed-shards": "embed_shards",
     "reindex": "reindex",
+    "dups": "dups",
     "embed": "embed",
     "eval": "eval",
     "models": "models",

@@ -1,0 +1,47 @@
+"""Natural-ish pictures (a gradient, soft shapes, sensor noise) and the copies `clipsearch dups`
+must find: re-encoded as JPEG q=60, resized to half, cropped by 5%."""
+
+from __future__ import annotations
+
+import io
+import random
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFilter
+
+
+def natural_photo(seed: int, width: int = 320, height: int = 240) -> Image.Image:
+    rng, nprng = random.Random(seed), np.random.default_rng(seed)
+    c0, c1 = (np.array([rng.randrange(256) for _ in range(3)], np.float32) for _ in range(2))
+    angle = rng.random() * 2 * np.pi
+    yy, xx = np.mgrid[0:height, 0:width]
+    t = xx * np.cos(angle) + yy * np.sin(angle)
+    t = (t - t.min()) / (t.max() - t.min())
+    img = Image.fromarray((c0 + (c1 - c0) * t[..., None]).astype(np.uint8), "RGB")
+    draw = ImageDraw.Draw(img)
+    for _ in range(rng.randint(3, 8)):
+        x0, x1 = sorted(rng.randrange(width) for _ in range(2))
+        y0, y1 = sorted(rng.randrange(height) for _ in range(2))
+        fill = tuple(rng.randrange(256) for _ in range(3))
+        rng.choice((draw.rectangle, draw.ellipse))((x0, y0, x1, y1), fill=fill)
+    img = img.filter(ImageFilter.GaussianBlur(1))
+    noisy = np.asarray(img, np.int16) + nprng.normal(0, 6, (height, width, 1)).astype(np.int16)
+    return Image.fromarray(np.clip(noisy, 0, 255).astype(np.uint8), "RGB")
+
+
+def reencoded(img: Image.Image, quality: int = 60) -> Image.Image:
+    buf = io.BytesIO()
+    img.save(buf, "JPEG", quality=quality)
+    return Image.open(io.BytesIO(buf.getvalue())).convert("RGB")
+
+
+def half(img: Image.Image) -> Image.Image:
+    return img.resize((img.width // 2, img.height // 2), Image.Resampling.LANCZOS)
+
+
+def cropped(img: Image.Image, seed: int, fraction: float = 0.05) -> Image.Image:
+    """`fraction` of the width and of the height cut off, split at random between the sides."""
+    rng = random.Random(seed)
+    dx, dy = round(fraction * img.width), round(fraction * img.height)
+    left, top = rng.randint(0, dx), rng.randint(0, dy)
+    return img.crop((left, top, img.width - (dx - left), img.height - (dy - top)))
