@@ -26,8 +26,15 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from clipsearch_onnx import __version__
-from clipsearch_onnx.errors import ClipSearchError, IndexError_, InputError, ModelError
+from clipsearch_onnx import __version__, query
+from clipsearch_onnx.errors import (
+    ClipSearchError,
+    IndexError_,
+    InputError,
+    ModelError,
+    UsageError,
+)
+from clipsearch_onnx.relevance import Cut
 from clipsearch_onnx.search import Searcher
 
 from .files import NotServed, OpenFile, open_item
@@ -75,9 +82,48 @@ def _k(raw: str | None, limits: Limits) -> int:
 
 
 def _text(raw: str | None, limits: Limits) -> str | None:
+    """The query `q`, in the CLI's query syntax (clipsearch_onnx.query) with texts alone: the
+    server reads no file and fetches no URL a request names (send an image as an upload)."""
     if raw is not None and len(raw) > limits.max_text:
         raise Bad(400, f"the query text is over {limits.max_text} characters")
-    return raw if raw and raw.strip() else None
+    if not raw or not raw.strip():
+        return None
+    images = [t for t in query.parse_terms(raw) if t.is_image]
+    if images:
+        raise Bad(
+            400,
+            f"q names an image ({images[0].value[:100]}): over HTTP a query's images are "
+            "uploads (POST multipart, field `image`); start the term with a backslash to "
+            "search for the words",
+        )
+    return raw
+
+
+def _number(params: Any, name: str, low: float, high: float) -> float | None:
+    raw = params.get(name)
+    if raw is None or raw == "":
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        value = float("nan")
+    if not low <= value <= high:
+        raise Bad(400, f"{name} must be a number from {low:g} to {high:g}, not {raw[:20]!r}")
+    return value
+
+
+def _relevance(params: Any) -> dict[str, Any]:
+    """search()'s `cut` and `exclude_query` from min_score, min_prob, cutoff=auto and
+    exclude_query=1 (the CLI's --min-score, --min-prob, --cutoff, --exclude-query)."""
+    cutoff = params.get("cutoff")
+    if cutoff not in (None, "", "auto"):
+        raise Bad(400, f"cutoff must be auto, not {cutoff[:20]!r}")
+    min_score = _number(params, "min_score", -1, 1)
+    min_prob = _number(params, "min_prob", 0, 1)
+    cut = None
+    if min_score is not None or min_prob is not None or cutoff == "auto":
+        cut = Cut(min_score, min_prob, cutoff == "auto")
+    return {"cut": cut, "exclude_query": params.get("exclude_query") in ("1", "true", "yes")}
 
 
 def _item_id(request: Request) -> int:
@@ -110,7 +156,8 @@ class SearchEndpoint(Endpoint):
         k = _k(request.query_params.get("k"), limits)
         if text is None:
             raise Bad(400, "give the text to search for as ?q=TEXT (or POST an image)")
-        response = await self.work(request, lambda s: s.search(text, k=k))
+        how = _relevance(request.query_params)
+        response = await self.work(request, lambda s: s.search(text, k=k, **how))
         return JSONResponse(answer(response))
 
     async def post(self, request: Request) -> Response:
@@ -118,14 +165,17 @@ class SearchEndpoint(Endpoint):
         upload = await read_upload(request, limits.max_upload_bytes)
         text = _text(upload.text, limits)
         k = _k(upload.k if upload.k is not None else request.query_params.get("k"), limits)
+        how = _relevance(request.query_params)
         if upload.data is None:
             if text is None:
                 raise Bad(400, "send an image in the field `image`, a text in `q`, or both")
-            response = await self.work(request, lambda s: s.search(text, k=k))
+            response = await self.work(request, lambda s: s.search(text, k=k, **how))
             return JSONResponse(answer(response))
         data, name = upload.data, _upload_name(upload.name or "")
         check_pixels(data, limits.max_upload_pixels)
-        response = await self.work(request, lambda s: s.search(text, name, k, image_data=data))
+        response = await self.work(
+            request, lambda s: s.search(text, name, k, image_data=data, **how)
+        )
         return JSONResponse(answer(response))
 
 
@@ -212,7 +262,7 @@ async def _on_error(request: Request, exc: Exception) -> Response:
         return _error(exc.status, exc.message)
     if isinstance(exc, HTTPException):
         return _error(exc.status_code, str(exc.detail))
-    if isinstance(exc, InputError):
+    if isinstance(exc, InputError | UsageError):
         return _error(400, str(exc))
     if isinstance(exc, IndexError_ | ModelError | ClipSearchError):
         return _error(503, str(exc))

@@ -65,11 +65,16 @@ def _rows(data: dict[str, Any], width: int | None) -> list[tuple[str, dict[str, 
     """(line, the result it shows or None for the header)."""
     results = data["results"]
     if not results:
-        why = (
-            "no image passes the filters"
-            if data.get("query", {}).get("filter")
-            else "the index is empty"
-        )
+        cut = data.get("cut") or {}
+        if cut.get("before"):
+            why = (
+                f"none of the top {cut['before']} passes {_cut_flags(cut)}: nothing in the "
+                "index matches the query well enough"
+            )
+        elif data.get("query", {}).get("filter"):
+            why = "no image passes the filters"
+        else:
+            why = "the index is empty"
         return [(f"no results ({why})", None)]
     captions = [" ".join(r["captions"][0].split()) if r["captions"] else "" for r in results]
     caption_w, path_w = _column_widths(captions, [r["path"] for r in results], width)
@@ -87,6 +92,13 @@ def _rows(data: dict[str, Any], width: int | None) -> list[tuple[str, dict[str, 
     for r, caption in zip(results, captions, strict=True):
         rows.append((line(str(r["rank"]), f"{r['score']:.3f}", caption, r["path"]), r))
     return rows
+
+
+def _cut_flags(cut: dict[str, Any]) -> str:
+    flags = [f"--min-score {cut['min_score']:g}"] if "min_score" in cut else []
+    flags += [f"--min-prob {cut['min_prob']:g}"] if "min_prob" in cut else []
+    flags += ["--cutoff auto"] if "auto" in cut else []
+    return " and ".join(flags)
 
 
 def _column_widths(
