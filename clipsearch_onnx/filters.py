@@ -273,19 +273,26 @@ def allowed(catalog: Catalog, f: Filter, ids: list[int]) -> set[int]:
 def finish(
     searcher: Searcher, query: np.ndarray, results: list[Result], k: int, f: Filter
 ) -> list[Result]:
-    """The results as `f` shows them: near-duplicates collapsed, the top k, sorted, ranked."""
+    """The top k of `results` (best first) as `f` picks them: near-duplicates collapsed."""
     from dataclasses import replace
 
     if f.collapse:
         from clipsearch_onnx.dups import collapse
 
         results = collapse(searcher, results, k, f)
-    results = results[:k]
+    return [replace(r, rank=n) for n, r in enumerate(results[:k], 1)]
+
+
+def order(catalog: Catalog, results: list[Result], f: Filter) -> list[Result]:
+    """`results` in the order `f` asks for, ranked again; each carries its date when sorted by
+    it or filtered on it. Applied last, to the results kept (after any cut by score)."""
+    from dataclasses import replace
+
     if f.sort == "date" or f.after is not None or f.before is not None:
-        when = dates(searcher.catalog, [r.id for r in results])
+        when = dates(catalog, [r.id for r in results])
         results = [replace(r, date=when.get(r.id)) for r in results]
     if f.sort == "date":  # oldest first; undated last
-        results.sort(key=lambda r: (r.date is None, r.date or "", -r.score))
+        results = sorted(results, key=lambda r: (r.date is None, r.date or "", -r.score))
     elif f.sort == "path":
-        results.sort(key=lambda r: r.path)
+        results = sorted(results, key=lambda r: r.path)
     return [replace(r, rank=n) for n, r in enumerate(results, 1)]

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from clipsearch_onnx import models
+from clipsearch_onnx import filters, models
 from clipsearch_onnx import query as q_
 from clipsearch_onnx.catalog import Catalog, Item
 from clipsearch_onnx.encoder import Encoder
@@ -244,13 +244,15 @@ class Searcher:
             cut.check(self.encoder.manifest)
         vector, paths, shas = self._embed(query, image_data)
         extra = 4 * len(query.images) if exclude_query else 0
-        results = self.search_vector(vector, k + extra, where=where)
+        results = self.search_vector(vector, k + extra, where=where, ordered=False)
         if exclude_query:
             results = self._without(results, paths, shas)
         results = results[:k]
         cut_info = None
         if cut is not None:
             results, cut_info = cut.apply(results, vector, self)
+        if where is not None:  # --sort orders what is kept
+            results = filters.order(self.catalog, results, where)
         took = (time.perf_counter() - started) * 1000
         q: dict[str, Any] = {}
         if text is not None:
@@ -299,8 +301,15 @@ class Searcher:
         return Response(q, results, took)
 
     def search_vector(
-        self, vector: np.ndarray, k: int = DEFAULT_K, *, where: Filter | None = None
+        self,
+        vector: np.ndarray,
+        k: int = DEFAULT_K,
+        *,
+        where: Filter | None = None,
+        ordered: bool = True,
     ) -> list[Result]:
+        """The top k for a unit `vector`; `where` filters, collapses and (if `ordered`) sorts
+        them (see `filters`)."""
         if k < 1:
             raise InputError("k must be at least 1")
         if self.count == 0:
@@ -313,8 +322,6 @@ class Searcher:
         keep = k if where is None else where.candidates(k)  # --collapse picks from more
         fetch = keep + 8 if exact else max(keep + 8, 4 * keep)
         if where is not None and where.narrows:  # the search runs among the images allowed
-            from clipsearch_onnx import filters
-
             chosen = filters.select(self.catalog, where)
             scores, ids = filters.search(
                 self.vectors, self._shard_embeddings, vector, fetch, chosen
@@ -344,9 +351,9 @@ class Searcher:
                     Result(len(results) + 1, score, item.path, item.captions, i, prob=prob)
                 )
         if where is not None:
-            from clipsearch_onnx import filters
-
             results = filters.finish(self, vector, results, k, where)
+            if ordered:
+                results = filters.order(self.catalog, results, where)
         return results
 
     def _exact_scores(self, vector: np.ndarray, items: dict[int, Item]) -> dict[int, float]:

@@ -206,5 +206,11 @@ def test_cli_filters_on_exif_dates_and_mtimes(tmp_path, exported_model):
     assert got[1]["date"] == "2019-07-04T10:00:00" and got[0]["date"] == "2018-05-05T12:00:00"
     assert sorted(names(search("--under", str(photos / "2021")))) == ["2021/b.jpg", "2021/c.jpg"]
     assert sorted(names(search("--min-size", "90x60", "--glob", "*.jpg"))) == sorted(dated)
+    # --sort orders the results kept: the same two best as without it, by date
+    query = ("--image", str(photos / "2019/a.jpg"), "--exclude-query", "-k", "2")
+    best = search(*query)
+    by_date = search(*query, "--sort", "date")
+    assert sorted(names(by_date)) == sorted(names(best)) and "2019/a.jpg" not in names(best)
+    assert [r["date"] for r in by_date] == sorted(r["date"] for r in by_date)
     proc = run_cli("search", "x", "--index", index, "--after", "June", home=tmp_path)
     assert proc.returncode == 5 and proc.stderr.startswith("clipsearch: error: --after takes")
