@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -91,8 +92,8 @@ class Encoder:
     def session(self, tower: str) -> backends.Tower:
         """The loaded tower ('vision' or 'text'), loading it on first use."""
         if tower not in self._sessions:
-            path = self.manifest.tower_path(tower, self.precision)
             name = self.backend_of(tower)
+            path = self.manifest.tower_path(tower, self.precision, name)
             threads = self.text_threads if tower == "text" else self.threads
             self._sessions[tower] = backends.load(
                 name,
@@ -106,7 +107,7 @@ class Encoder:
     def backend_of(self, tower: str) -> str:
         """The backend that runs (or will run) `tower`: the one asked for, else `choose`'s."""
         if tower not in self._backends:
-            path = self.manifest.tower_path(tower, self.precision)
+            path = Path(self.manifest.tower_name(tower, self.precision))
             self._backends[tower] = backends.choose(self.backend, tower, path)
         return self._backends[tower]
 

@@ -52,6 +52,9 @@ class Manifest:
     files: dict[str, dict[str, Any]]
     precisions: dict[str, dict[str, str]]
     default_precision: str
+    # {backend: {precision: {tower: name}}}: a file that backend runs instead of the
+    # precision's usual one (OpenVINO's int8 image tower, quantised the way it runs fastest)
+    backends: dict[str, dict[str, dict[str, str]]]
     raw: dict[str, Any] = field(repr=False, compare=False)
 
     @classmethod
@@ -98,6 +101,7 @@ class Manifest:
                 files=data["files"],
                 precisions=data["precisions"],
                 default_precision=data.get("default_precision", "int8"),
+                backends=data.get("backends", {}),
                 raw=data,
             )
         except (KeyError, TypeError, ValueError) as exc:
@@ -119,14 +123,23 @@ class Manifest:
         logit = float(self.scores["logit_scale"]) * cosine + float(self.scores["logit_bias"])
         return 1.0 / (1.0 + math.exp(-logit)) if logit > -700 else 0.0
 
-    def tower_path(self, tower: str, precision: str) -> Path:
-        """The verified ONNX file of `tower` ('vision'|'text') at `precision` ('int8'|'fp32')."""
+    def tower_path(self, tower: str, precision: str, backend: str | None = None) -> Path:
+        """The verified ONNX file of `tower` ('vision'|'text') at `precision` ('int8'|'fp32'),
+        as `backend` runs it (its own file where the export wrote one, else the usual)."""
+        return self.verified_with_companions(self.tower_name(tower, precision, backend))
+
+    def tower_name(self, tower: str, precision: str, backend: str | None = None) -> str:
+        """The file name `tower_path` verifies and returns (nothing read)."""
         if precision not in self.precisions:
             raise ModelError(
                 f"model {self.model_dir} has no {precision} variant "
                 f"(it has: {', '.join(sorted(self.precisions))})"
             )
-        name = self.precisions[precision][tower]
+        own = self.backends.get(backend or "", {}).get(precision, {}).get(tower)
+        return own or self.precisions[precision][tower]
+
+    def verified_with_companions(self, name: str) -> Path:
+        """`verified(name)` after verifying its weights file (NAME.data) too."""
         for companion in self.files:  # its weights (NAME.data), listed under their own name
             if companion.startswith(name + "."):
                 self.verified(companion)

@@ -36,6 +36,7 @@ def export_model(
     *,
     revision: str | None = None,
     settings: dict[str, quantize.QuantSettings] = quantize.DEFAULTS,  # noqa: B006 - read only
+    backend_settings: dict[str, dict[str, quantize.QuantSettings]] | None = None,
     calibration_dir: Path | None = None,
     thresholds: verify.Thresholds = verify.Thresholds(),  # noqa: B008 - frozen dataclass
     opset: int = convert.OPSET,
@@ -45,7 +46,15 @@ def export_model(
     """Export `source` (hub id or folder) into the model folder `out`; return its manifest.
 
     `settings` holds the int8 settings per tower; static ones are calibrated on the pictures in
-    `calibration_dir`, else on generated samples (export/calibration.py)."""
+    `calibration_dir`, else on generated samples (export/calibration.py). `backend_settings`
+    ({backend: {tower: settings}}, default `quantize.BACKEND_DEFAULTS` with the default
+    `settings`, else none) adds int8 files one backend runs instead (the manifest's "backends"),
+    for the backends installed here: every file shipped passes the fidelity gate on its backend."""
+    if backend_settings is None:
+        backend_settings = quantize.BACKEND_DEFAULTS if settings == quantize.DEFAULTS else {}
+    backend_settings = {
+        b: towers for b, towers in backend_settings.items() if b in verify.backends_to_check()
+    }
     out = Path(out).expanduser().absolute()
     if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
         raise ExportError(f"{out} exists and is not empty; pass --overwrite to replace it")
@@ -55,7 +64,9 @@ def export_model(
     work.mkdir()
     ok = False
     try:
-        result = _export_into(work, source, revision, settings, calibration_dir, thresholds, opset)
+        result = _export_into(
+            work, source, revision, settings, backend_settings, calibration_dir, thresholds, opset
+        )
         _replace(work, out)
         ok = True
         return result
@@ -67,7 +78,9 @@ def export_model(
                 shutil.rmtree(work, ignore_errors=True)
 
 
-def _export_into(work, source, revision, settings, calibration_dir, thresholds, opset) -> dict:
+def _export_into(
+    work, source, revision, settings, backend_settings, calibration_dir, thresholds, opset
+) -> dict:
     with step(f"loading {source}"):
         ckpt = checkpoint.load(source, revision)
     cfg = ckpt.model.config
@@ -86,27 +99,37 @@ def _export_into(work, source, revision, settings, calibration_dir, thresholds, 
     with step(f"text tower -> ONNX (opset {opset})"):
         feed = verify.text_feeds(ckpt, ["a dog running on the beach", "a cat"])
         convert.export_text(ckpt.model, feed, work / fp32["text"], opset)
-    static = any(settings[t].mode == "static" for t in settings)
-    calib = calibration.load(ckpt, calibration_dir) if static else None
-    for tower, sub in (("vision", cfg.vision_config), ("text", cfg.text_config)):
-        with step(f"{tower} tower -> int8 ({settings[tower].label()})"):
+    every = [s for towers in (settings, *backend_settings.values()) for s in towers.values()]
+    calib = (
+        calibration.load(ckpt, calibration_dir) if any(s.mode == "static" for s in every) else None
+    )
+    subs = {"vision": cfg.vision_config, "text": cfg.text_config}
+    jobs = [(tower, int8[tower], settings[tower], "") for tower in ("vision", "text")]
+    backend_files = {b: {"int8": {}} for b in backend_settings}
+    for backend, towers in backend_settings.items():
+        for tower, own in towers.items():
+            name = manifest.BACKEND_FILES[backend]["int8"][tower]
+            backend_files[backend]["int8"][tower] = name
+            jobs.append((tower, name, own, f" for {backend}"))
+    for tower, name, tower_settings, why in jobs:
+        with step(f"{tower} tower -> int8{why} ({tower_settings.label()})"):
             quantize.quantize(
                 work / fp32[tower],
-                work / int8[tower],
-                settings[tower],
-                num_heads=sub.num_attention_heads,
-                hidden_size=sub.hidden_size,
-                calibration=_calibration_feeds(tower, settings[tower], calib),
+                work / name,
+                tower_settings,
+                num_heads=subs[tower].num_attention_heads,
+                hidden_size=subs[tower].hidden_size,
+                calibration=_calibration_feeds(tower, tower_settings, calib),
             )
     for tower in ("vision", "text"):
         small, big = (work / int8[tower]).stat().st_size, (work / fp32[tower]).stat().st_size
         say(f"{tower}: fp32 {big / 1e6:.1f} MB, int8 {small / 1e6:.1f} MB")
     with step("laying the graphs out for fast loading (page-aligned weight files)"):
-        for towers in manifest.PRECISIONS.values():
+        for towers in [*manifest.PRECISIONS.values(), *_own_files(backend_files)]:
             for tower, name in towers.items():
                 layout.lay_out(work / name, optimise=tower == "text")
     with step("verifying against PyTorch"):
-        fidelity = verify.check(work, ckpt, manifest.PRECISIONS, thresholds)
+        fidelity = verify.check(work, ckpt, manifest.PRECISIONS, thresholds, backend_files)
     for tower in ("vision", "text"):
         f, q = fidelity[tower]["fp32"], fidelity[tower]["int8"]
         say(
@@ -132,8 +155,9 @@ def _export_into(work, source, revision, settings, calibration_dir, thresholds, 
         work,
         opset=opset,
         tokenizer_entry=tokenizer_entry,
-        quantization=_quantization_entry(settings, calib),
+        quantization=_quantization_entry(settings, backend_settings, calib),
         fidelity=fidelity,
+        backends=backend_files,
     )
     manifest.write(work, data)
     return data
@@ -147,12 +171,19 @@ def _calibration_feeds(tower, settings, calib) -> list[dict] | None:
     return calib.feeds
 
 
-def _quantization_entry(settings: dict[str, quantize.QuantSettings], calib) -> dict:
+def _own_files(backend_files: dict) -> list[dict[str, str]]:
+    return [towers for precisions in backend_files.values() for towers in precisions.values()]
+
+
+def _quantization_entry(settings, backend_settings, calib) -> dict:
     defaults = settings == quantize.DEFAULTS
     entry: dict = {
         "tool": "onnxruntime.quantization",
         "label": "; ".join(f"{t}: {s.label()}" for t, s in settings.items()),
         "towers": {t: s.to_dict() for t, s in settings.items()},
+        "backends": {
+            b: {t: s.to_dict() for t, s in towers.items()} for b, towers in backend_settings.items()
+        },
         "calibration": calib.source if calib else None,
         "is_default": defaults,
         "reason": f"{quantize.WHY_VISION} {quantize.WHY_DEFAULT}"

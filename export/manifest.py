@@ -15,6 +15,9 @@ PRECISIONS = {
     "fp32": {"vision": "vision.onnx", "text": "text.onnx"},
     "int8": {"vision": "vision.int8.onnx", "text": "text.int8.onnx"},
 }
+# Files one backend runs instead of the precision's usual one: {backend: {precision: {tower:
+# name}}} (the manifest's "backends"; older runtimes ignore it and run `PRECISIONS`' files).
+BACKEND_FILES = {"openvino": {"int8": {"vision": "vision.int8.openvino.onnx"}}}
 TOOLS = {
     "torch": "torch",
     "transformers": "transformers",
@@ -52,6 +55,7 @@ def build(
     quantization: dict,
     fidelity: dict,
     default_precision: str = "int8",
+    backends: dict | None = None,
 ) -> dict:
     pre = ckpt.preprocess
     return {
@@ -71,6 +75,7 @@ def build(
         "opset": opset,
         "files": file_entries(model_dir),
         "precisions": PRECISIONS,
+        "backends": BACKEND_FILES if backends is None else backends,
         "default_precision": default_precision,
         "quantization": quantization,
         "fidelity": fidelity,

@@ -36,11 +36,25 @@ class QuantSettings:
     # one QAttention op.
     preprocess: str = "none"
     calibration: str = "MinMax"  # static only: MinMax | Entropy | Percentile
+    # static only: whether the quantised ops' outputs are quantised too (a QuantizeLinear after
+    # each MatMul, so ONNX Runtime runs QLinearMatMul and requantises). Off: they stay float
+    # (ONNX Runtime fuses DequantizeLinear + MatMul into MatMulIntegerToFloat, OpenVINO into an
+    # int8 FullyConnected with float output, as NNCF places its FakeQuantize), which is faster
+    # on both and closer to fp32 (measured on an Intel Xeon with AMX, in WHY_VISION).
+    quantize_outputs: bool = True
+    # static only: activation scales symmetric around zero (zero point 0). With QInt8
+    # activations OpenVINO runs s8 x s8 GEMMs without zero-point compensation; ONNX Runtime
+    # runs s8 activations far slower than u8 (3x on that Xeon), so only OpenVINO's file has it.
+    activation_symmetric: bool = False
 
     def label(self) -> str:
         parts = [self.mode, "per-channel" if self.per_channel else "per-tensor", self.weight_type]
         if self.mode == "static":
             parts += [f"act={self.activation_type}", self.calibration]
+            if self.activation_symmetric:
+                parts.append("symmetric-act")
+            if not self.quantize_outputs:
+                parts.append("float-outputs")
         if self.reduce_range:
             parts.append("reduce-range")
         parts.append("+".join(self.op_types))
@@ -59,8 +73,15 @@ class QuantSettings:
 
 DEFAULT = QuantSettings()  # the text tower's, and the base of quant_study's variants
 # Static QDQ for images: Conv (the patch embedding) stays fp32, as in DEFAULT.
-VISION_DEFAULT = DEFAULT.but(mode="static", op_types=("MatMul", "Gemm"))
+VISION_DEFAULT = DEFAULT.but(mode="static", op_types=("MatMul", "Gemm"), quantize_outputs=False)
 DEFAULTS = {"vision": VISION_DEFAULT, "text": DEFAULT}
+# OpenVINO's own image tower: the same calibration, symmetric s8 activations and the patch
+# embedding (Conv) quantised too, which OpenVINO's CPU plugin runs as s8 x s8 AMX/VNNI kernels.
+VISION_OPENVINO = VISION_DEFAULT.but(
+    op_types=("MatMul", "Gemm", "Conv"), activation_type="QInt8", activation_symmetric=True
+)
+# Files written for one backend only: {backend: {tower: settings}} (the manifest's "backends").
+BACKEND_DEFAULTS = {"openvino": {"vision": VISION_OPENVINO}}
 WHY_VISION = (
     "Static activation scales for the image tower (measured on an AMD Zen 3, AVX2 without VNNI, "
     "2 threads; `make bench`): an image's vector no longer depends on its batch neighbours "
@@ -69,7 +90,14 @@ WHY_VISION = (
     "0.994-0.996 on that checkpoint), and it runs at 0.85-1.0x the dynamic graph's speed on "
     "ONNX Runtime, 1.6x OpenVINO running an NNCF int8 model of the same tower. The text tower "
     "stays dynamic: static scales lost fidelity there (min 0.988-0.994 vs 0.995), and queries "
-    "are embedded one at a time, where dynamic scales have no batch to depend on."
+    "are embedded one at a time, where dynamic scales have no batch to depend on. "
+    "On an Intel Xeon with AVX-512 VNNI and AMX (2 threads, full-size ViT-B/32, CPU ms per "
+    "image, interleaved on a loaded machine): leaving the MatMul outputs in float instead of "
+    "requantising them took ONNX Runtime from 23.0 to 19.0 ms and OpenVINO from 16.5 to 12.5, "
+    "and raised the min cosine to fp32 from 0.99956 to 0.99966. OpenVINO gets a file of its "
+    "own (VISION_OPENVINO: symmetric s8 activations, Conv quantised too): 8.4-9.2 ms, against "
+    "9.1-9.3 for an NNCF int8 model of the same tower; ONNX Runtime runs s8 activations 3x "
+    "slower, hence two files."
 )
 WHY_DEFAULT = (
     "Measured by `python -m export.quant_study` on a random-weight ViT-B/32 (table in 'study'; "
@@ -136,6 +164,12 @@ def _quantize(src, dst, settings, num_heads, hidden_size, calibration) -> None:
         elif settings.mode == "static":
             if not calibration:
                 raise ValueError("static quantisation needs calibration feeds")
+            extra: dict = {
+                "CalibTensorRangeSymmetric": False,
+                "ActivationSymmetric": settings.activation_symmetric,
+            }
+            if not settings.quantize_outputs:
+                extra["OpTypesToExcludeOutputQuantization"] = list(settings.op_types)
             quantize_static(
                 model,
                 dst,
@@ -143,7 +177,7 @@ def _quantize(src, dst, settings, num_heads, hidden_size, calibration) -> None:
                 quant_format=QuantFormat.QDQ,
                 activation_type=QuantType[settings.activation_type],
                 calibrate_method=CalibrationMethod[settings.calibration],
-                extra_options={"CalibTensorRangeSymmetric": False},
+                extra_options=extra,
                 **common,
             )
         else:

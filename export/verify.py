@@ -130,8 +130,16 @@ def backends_to_check() -> list[str]:
     return [b for b in backends.BACKENDS if b == backends.ONNXRUNTIME or backends.installed(b)]
 
 
-def check(model_dir: Path, ckpt, files: dict[str, dict[str, str]], thresholds: Thresholds) -> dict:
-    """Measure every precision in `files` ({precision: {tower: name}}); raise below thresholds."""
+def check(
+    model_dir: Path,
+    ckpt,
+    files: dict[str, dict[str, str]],
+    thresholds: Thresholds,
+    backend_files: dict[str, dict[str, dict[str, str]]] | None = None,
+) -> dict:
+    """Measure every precision in `files` ({precision: {tower: name}}) on every installed
+    backend, each running its own files where `backend_files` ({backend: {precision: {tower:
+    name}}}) names one; raise below thresholds."""
     inputs = sample_inputs(ckpt)
     ref = reference(ckpt, inputs)
     result: dict = {
@@ -151,7 +159,9 @@ def check(model_dir: Path, ckpt, files: dict[str, dict[str, str]], thresholds: T
     for backend in backends_to_check():
         # ONNX Runtime's figures stay where they always were; other backends' under their name
         into = result if backend == "onnxruntime" else result.setdefault(backend, {})
-        for precision, towers in files.items():
+        for precision, usual in files.items():
+            own = (backend_files or {}).get(backend, {}).get(precision, {})
+            towers = {**usual, **own}
             vision, text = model_dir / towers["vision"], model_dir / towers["text"]
             got = measure(vision, text, inputs, ref, backend)
             limit = thresholds.fp32 if precision == "fp32" else thresholds.int8

@@ -50,6 +50,8 @@ def indexed_collection(
     shutil.copytree(exported_model, model)
     index = root / "index"
     args = ["index", str(photos), "--model", str(model), "--index", str(index)]
+    # one backend on every CPU, so that scores (and the TUI's screenshots) are the same in CI
+    args += ["--backend", "onnxruntime"]
     code = main([*args, "--captions", str(captions_file), "--quiet"])
     assert code == 0, f"`clipsearch index` of the test collection failed with exit code {code}"
     return IndexedCollection(root, photos, model, index, images, captions)

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from clipsearch_onnx import backends
+from clipsearch_onnx import backends, cpu
 from clipsearch_onnx.encoder import Encoder
 from clipsearch_onnx.errors import ModelError
 from clipsearch_onnx.manifest import Manifest
@@ -45,9 +45,38 @@ def test_openvino_gives_the_embeddings_onnxruntime_gives(exported_model, tmp_pat
     assert (ort_image * ov_image).sum(axis=1).min() >= limit
 
 
-def test_auto_runs_onnx_graphs_on_onnxruntime(exported_model):
+def _auto_vision() -> str:
+    """What auto should pick for the image tower on this machine."""
+    fast = cpu.has_int8_dot() and backends.installed("openvino")
+    return "openvino" if fast else "onnxruntime"
+
+
+def test_auto_runs_images_on_openvino_where_the_cpu_has_int8_dot_products(exported_model):
     encoder = Encoder(Manifest.load(exported_model), "int8")
-    assert encoder.backend_of("vision") == encoder.backend_of("text") == "onnxruntime"
+    assert encoder.backend_of("vision") == _auto_vision()
+    assert encoder.backend_of("text") == "onnxruntime"
+
+
+@pytest.mark.parametrize("flags", [{"avx2", "fma"}, {"avx2", "avx512_vnni"}, {"amx_int8"}])
+def test_auto_depends_on_the_cpu_features(monkeypatch, flags):
+    monkeypatch.setattr(cpu, "flags", lambda: frozenset(flags))
+    onnx = Path("vision.int8.onnx")
+    want = "openvino" if flags & cpu.INT8_DOT and backends.installed("openvino") else "onnxruntime"
+    assert backends.choose("auto", "vision", onnx) == want
+    assert backends.choose("auto", "text", Path("text.int8.onnx")) == "onnxruntime"
+    assert backends.choose("onnxruntime", "vision", onnx) == "onnxruntime"
+
+
+@needs_openvino
+def test_openvino_runs_its_own_gated_int8_image_tower(exported_model):
+    manifest = Manifest.load(exported_model)
+    own = manifest.tower_path("vision", "int8", "openvino")
+    assert own.name == "vision.int8.openvino.onnx"
+    assert manifest.tower_path("vision", "int8", "onnxruntime").name == "vision.int8.onnx"
+    assert manifest.tower_path("text", "int8", "openvino").name == "text.int8.onnx"
+    quant = manifest.raw["quantization"]["backends"]["openvino"]["vision"]
+    assert quant["activation_type"] == "QInt8" and quant["activation_symmetric"]
+    assert manifest.raw["fidelity"]["openvino"]["vision"]["int8"]["min"] >= 0.98
 
 
 def test_onnxruntime_refuses_openvino_ir(tmp_path):
@@ -98,12 +127,14 @@ def test_eval_reports_the_backend_and_openvino_scores_alike(exported_model, tmp_
         tmp_path / "captions.txt", {n: [f"{TEXTS[i % 3]} #{i}"] for i, n in enumerate(names)}
     )
     auto = _eval(exported_model, tmp_path)
+    ort = _eval(exported_model, tmp_path, "--backend", "onnxruntime")
     forced = _eval(exported_model, tmp_path, "--backend", "openvino")
-    assert auto["backend"] == {"vision": "onnxruntime", "text": "onnxruntime"}
+    assert auto["backend"] == {"vision": _auto_vision(), "text": "onnxruntime"}
+    assert ort["backend"] == {"vision": "onnxruntime", "text": "onnxruntime"}
     assert forced["backend"] == {"vision": "openvino", "text": "openvino"}
     for way in ("t2i", "i2t"):
         for k in ("R@1", "R@5"):
-            assert forced[way][k] == pytest.approx(auto[way][k], abs=100 / len(names) + 0.01)
+            assert forced[way][k] == pytest.approx(ort[way][k], abs=100 / len(names) + 0.01)
 
 
 def test_an_unknown_backend_is_one_line_and_exit_2(exported_model, tmp_path):

@@ -15,6 +15,7 @@ import pytest
 import torch
 from PIL import Image
 
+from clipsearch_onnx import backends
 from clipsearch_onnx.manifest import Manifest
 from export.__main__ import main
 from tests.factories import make_images
@@ -25,13 +26,17 @@ MANIFEST_KEYS = {
     "format", "source", "embedding_dim", "image_size", "resize_shortest_edge", "image_mean",
     "image_std", "context_length", "tokenizer", "opset", "files", "precisions",
     "default_precision", "quantization", "fidelity", "tools", "created", "family", "preprocess",
-    "text_inputs", "scores",
+    "text_inputs", "scores", "backends",
 }  # fmt: skip
 MODEL_FILES = {
     "vision.onnx", "text.onnx", "vision.int8.onnx", "text.int8.onnx", "tokenizer.json",
     "preprocessor_config.json", "vision.onnx.data", "text.onnx.data", "vision.int8.onnx.data",
     "text.int8.onnx.data",
-}  # fmt: skip
+} | (  # OpenVINO's own int8 image tower, written when OpenVINO is there to gate it
+    {"vision.int8.openvino.onnx", "vision.int8.openvino.onnx.data"}
+    if backends.installed("openvino")
+    else set()
+)  # fmt: skip
 
 
 @pytest.fixture(scope="module")
