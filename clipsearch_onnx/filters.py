@@ -34,6 +34,8 @@ if TYPE_CHECKING:
 SORTS = ("score", "date", "path")
 COLLAPSE_FETCH = 4  # --collapse picks k groups from the best 4k+8 results
 EXACT_BELOW = 16384  # selections up to this many images are scored exactly from the shards
+POST_FILTER_FROM = 0.05  # selections of this fraction of the index or more: the plain search's
+# results are checked against the filter (a few times n of them), before any ID selector
 # The photo's date in SQL: EXIF DateTimeOriginal, else the file's mtime in local time (the same
 # 'YYYY-MM-DDTHH:MM:SS' form, so that dates compare as strings).
 DATE_SQL = (
@@ -130,13 +132,19 @@ class Filter:
             terms.append("(path = ? OR (path >= ? AND path < ?))")
             params += [base or "/", base + "/", base + "0"]
         if self.glob is not None:
-            terms.append(f"{_GLOB_SQL}(path)")
-        if self.after is not None:
-            terms.append(f"{DATE_SQL} >= ?")
-            params.append(self.after)
-        if self.before is not None:
-            terms.append(f"{DATE_SQL} < ?")
-            params.append(self.before)
+            # SQLite's GLOB (on the path index's values, in C) first; its * also crosses a /,
+            # so fnmatch confirms unless the pattern is * and a plain ending ('*.png')
+            rough, exact = self._sql_glob()
+            if rough is not None:
+                terms.append("path GLOB ?")
+                params.append(rough)
+            if not exact:
+                terms.append(f"{_GLOB_SQL}(path)")
+        # DATE_SQL's test, without formatting every row's mtime: the bound as an mtime
+        for bound, op in ((self.after, ">="), (self.before, "<")):
+            if bound is not None:
+                terms.append(f"(taken {op} ? OR (taken IS NULL AND mtime_ns {op} ?))")
+                params += [bound, _local_ns(bound)]
         if self.min_width is not None:
             terms.append("width >= ? AND height >= ?")
             params += [self.min_width, self.min_height]
@@ -145,6 +153,16 @@ class Filter:
     def candidates(self, k: int) -> int:
         """How many results to find for k shown (--collapse hides some)."""
         return COLLAPSE_FETCH * k + 8 if self.collapse else k
+
+    def _sql_glob(self) -> tuple[str | None, bool]:
+        """(a SQLite GLOB every match passes, or None; True if it alone decides)."""
+        assert self.glob is not None
+        if "[" in self.glob:
+            return None, False  # classes differ ([!a] / [^a], an unclosed [)
+        if "/" not in self.glob:
+            plain = self.glob.startswith("*") and not any(c in self.glob[1:] for c in "*?")
+            return "*/" + self.glob, plain
+        return (self.glob if self.glob.startswith(("/", "*")) else "*/" + self.glob), False
 
     def matches_path(self, path: str) -> bool:
         """The --glob test: on the file name, or on the path's end for a pattern with a `/`."""
@@ -163,6 +181,11 @@ class Filter:
             if value is not None and value != f.default:
                 data[f.name] = value
         return data
+
+
+def _local_ns(when: str) -> int:
+    """Nanoseconds since the epoch of a local 'YYYY-MM-DDTHH:MM:SS' (as SQLite's 'localtime')."""
+    return int(dt.datetime.strptime(when, "%Y-%m-%dT%H:%M:%S").timestamp()) * 1_000_000_000
 
 
 def _date(text: str, option: str, *, end: bool = False) -> str:
@@ -200,8 +223,7 @@ def select(catalog: Catalog, f: Filter) -> Selection:
     """The catalog ids `f` allows, selected in SQL (streamed into arrays)."""
     condition, params = f.where()
     conn = catalog.conn
-    if f.glob is not None:
-        conn.create_function(_GLOB_SQL, 1, f.matches_path, deterministic=True)
+    _register(catalog, f)
     cur = conn.execute(f"SELECT id, shard, row FROM images WHERE {condition} ORDER BY id", params)
     chunks = []
     while chunk := cur.fetchmany(65536):
@@ -225,42 +247,78 @@ def dates(catalog: Catalog, ids: list[int]) -> dict[int, str | None]:
 
 def search(
     vectors: Any,
+    catalog: Catalog,
     embeddings: Callable[[int], np.ndarray | None],
     query: np.ndarray,
     n: int,
-    chosen: Selection,
+    f: Filter,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Top-n (scores [1, n], ids [1, n]) of `query` among the images `chosen`, as
-    `VectorIndex.search` answers. A small selection is scored exactly from its stored
-    embeddings (`embeddings(shard)`, memory-mapped: only its rows are read); a larger one, or one
-    whose shard cannot be read, by the vector index restricted to its ids."""
+    """Top-n (scores [1, n], ids [1, n]) of `query` among the images `f` allows, as
+    `VectorIndex.search` answers. The images allowed are counted in SQL first; then
+    - at most EXACT_BELOW: scored exactly from their stored embeddings (`embeddings(shard)`,
+      memory-mapped: only their rows are read);
+    - at least POST_FILTER_FROM of the collection: the plain search's top n / fraction x 2,
+      those allowed kept (checked in SQL), if that leaves n;
+    - otherwise (or if that left fewer than n): the vector index restricted to their ids (a
+      faiss IDSelector inside the scan)."""
     query = np.asarray(query, dtype=np.float32).reshape(-1)
-    if not len(chosen):
+    condition, params = f.where()
+    _register(catalog, f)
+    sql = f"FROM images WHERE {condition}"
+    count = catalog.conn.execute(f"SELECT count(*) {sql}", params).fetchone()[0]
+    if not count:
         return np.full((1, n), -np.inf, np.float32), np.full((1, n), -1, np.int64)
-    if len(chosen) <= EXACT_BELOW:
-        scores = np.empty(len(chosen), dtype=np.float32)
-        for shard in np.unique(chosen.shards):
-            at = np.flatnonzero(chosen.shards == shard)
-            emb = embeddings(int(shard))
-            rows = chosen.rows[at]
-            if emb is None or emb.ndim != 2 or emb.shape[1] != len(query) or rows.max() >= len(emb):
-                break  # a shard dropped meanwhile: the vector index answers instead
-            order = np.argsort(rows)  # rows read in file order
-            scores[at[order]] = np.asarray(emb[rows[order]], dtype=np.float32) @ query
-        else:
-            top = np.argsort(-scores, kind="stable")[:n]
-            out_s = np.full((1, n), -np.inf, np.float32)
-            out_i = np.full((1, n), -1, np.int64)
-            out_s[0, : len(top)], out_i[0, : len(top)] = scores[top], chosen.ids[top]
-            return out_s, out_i
-    return vectors.search(query[None, :], n, allowed_ids=chosen.ids)
+    if count <= EXACT_BELOW:
+        found = _exact(embeddings, query, n, select(catalog, f))
+        if found is not None:
+            return found
+    total = max(1, int(vectors.count))
+    if count >= POST_FILTER_FROM * total:
+        fetch = min(total, 2 * n * total // count + 16)
+        scores, ids = vectors.search(query[None, :], fetch)
+        ok = allowed(catalog, f, [int(i) for i in ids[0] if i >= 0])
+        keep = [j for j, i in enumerate(ids[0]) if int(i) in ok][:n]
+        if len(keep) >= min(n, count) or fetch >= total:
+            return _padded(scores[0, keep], ids[0, keep], n)
+    cur = catalog.conn.execute(f"SELECT group_concat(id) {sql}", params)
+    chosen = np.array(cur.fetchone()[0].split(","), dtype=np.int64)
+    return vectors.search(query[None, :], n, allowed_ids=chosen)
+
+
+def _padded(scores: np.ndarray, ids: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    out_s = np.full((1, n), -np.inf, np.float32)
+    out_i = np.full((1, n), -1, np.int64)
+    out_s[0, : len(ids)], out_i[0, : len(ids)] = scores[:n], ids[:n]
+    return out_s, out_i
+
+
+def _exact(
+    embeddings: Callable[[int], np.ndarray | None], query: np.ndarray, n: int, chosen: Selection
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """Top-n of `chosen` by their stored embeddings; None if a shard cannot be read."""
+    scores = np.empty(len(chosen), dtype=np.float32)
+    for shard in np.unique(chosen.shards):
+        at = np.flatnonzero(chosen.shards == shard)
+        emb = embeddings(int(shard))
+        rows = chosen.rows[at]
+        if emb is None or emb.ndim != 2 or emb.shape[1] != len(query) or rows.max() >= len(emb):
+            return None  # a shard dropped meanwhile: the vector index answers instead
+        order = np.argsort(rows)  # rows read in file order
+        scores[at[order]] = np.asarray(emb[rows[order]], dtype=np.float32) @ query
+    top = np.argsort(-scores, kind="stable")[:n]
+    return _padded(scores[top], chosen.ids[top], n)
+
+
+def _register(catalog: Catalog, f: Filter) -> None:
+    """The Python half of --glob, as a SQL function of this connection."""
+    if f.glob is not None:
+        catalog.conn.create_function(_GLOB_SQL, 1, f.matches_path, deterministic=True)
 
 
 def allowed(catalog: Catalog, f: Filter, ids: list[int]) -> set[int]:
     """Those of `ids` that `f` allows."""
     condition, params = f.where()
-    if f.glob is not None:
-        catalog.conn.create_function(_GLOB_SQL, 1, f.matches_path, deterministic=True)
+    _register(catalog, f)
     found: set[int] = set()
     for start in range(0, len(ids), 500):
         part = ids[start : start + 500]

@@ -322,9 +322,8 @@ class Searcher:
         keep = k if where is None else where.candidates(k)  # --collapse picks from more
         fetch = keep + 8 if exact else max(keep + 8, 4 * keep)
         if where is not None and where.narrows:  # the search runs among the images allowed
-            chosen = filters.select(self.catalog, where)
             scores, ids = filters.search(
-                self.vectors, self._shard_embeddings, vector, fetch, chosen
+                self.vectors, self.catalog, self._shard_embeddings, vector, fetch, where
             )
         else:
             scores, ids = self.vectors.search(vector[None, :], fetch)

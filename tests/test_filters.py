@@ -86,6 +86,29 @@ def test_under_returns_exactly_the_12_of_8000(collection, exact_below, monkeypat
     assert [r.path for r in top5] == best
 
 
+@pytest.mark.parametrize("strategy", ["exact", "post-filter", "selector"])
+def test_a_broad_filter_gives_the_brute_force_top_k(collection, strategy, monkeypatch):
+    """75% of the images allowed (*.jpg): each way of searching among them (see
+    filters.search) finds the top 20 of brute force over the allowed vectors."""
+    searcher, base, _, items = collection
+    if strategy != "exact":
+        monkeypatch.setattr(filters, "EXACT_BELOW", 0)
+    if strategy == "selector":
+        monkeypatch.setattr(filters, "POST_FILTER_FROM", 2.0)
+    rows = np.array([i for i, it in enumerate(items) if it["path"].endswith(".jpg")])
+    rng = np.random.default_rng(1)
+    recalls = []
+    for q in base[rng.integers(0, N, 8)]:
+        got = [
+            int(r.path[-9:-4]) for r in searcher.search_vector(q, 20, where=Filter(glob="*.jpg"))
+        ]
+        want = rows[np.argsort(-(base[rows] @ q), kind="stable")[:20]]
+        assert all(items[i]["path"].endswith(".jpg") for i in got) and len(got) == 20
+        recalls.append(len(set(got) & set(want.tolist())) / 20)
+    exact = searcher.vectors.meta["type"] == "flat" or strategy == "exact"
+    assert np.mean(recalls) == 1.0 if exact else np.mean(recalls) >= 0.9
+
+
 def _want(items, keep):
     return sorted(it["path"] for it in items if keep(it))
 

@@ -239,3 +239,24 @@ def test_a_republished_index_is_answered_from_without_a_restart(client, web_coll
         added.unlink()
         assert main(["index", str(web_collection.photos), *index]) == 0
     assert client.get("/api/info").json()["count"] == len(web_collection.images)
+
+
+def test_filters_are_query_parameters(client, web_collection):
+    """under, glob, after/before, min_size, sort and collapse, as `search`'s options."""
+    photos = str(web_collection.photos)
+    pngs = client.get("/api/search", params={"q": "a photo", "k": 5, "glob": "*.png"}).json()
+    assert len(pngs["results"]) == 5 and all(r["path"].endswith(".png") for r in pngs["results"])
+    assert pngs["query"]["filter"] == {"glob": "*.png"}
+    under = {"q": "a photo", "k": 3, "under": photos, "sort": "path", "after": "2000-01-01"}
+    data = client.get("/api/search", params=under).json()
+    paths = [r["path"] for r in data["results"]]
+    assert paths == sorted(paths) and all(p.startswith(photos + "/") for p in paths)
+    assert all(r["date"] >= "2000-01-01" for r in data["results"])
+    nothing = client.get("/api/search", params={"q": "a photo", "before": "1990-01-01"}).json()
+    assert nothing["results"] == []
+    first = data["results"][0]["id"]
+    similar = client.get(f"/api/similar/{first}", params={"k": 3, "glob": "*.jpg"}).json()
+    assert similar["results"] and all(r["path"].endswith(".jpg") for r in similar["results"])
+    for bad in ({"under": "photos"}, {"after": "soon"}, {"min_size": "big"}, {"sort": "size"}):
+        answer = client.get("/api/search", params={"q": "a photo", **bad})
+        assert answer.status_code == 400 and answer.json()["error"], bad

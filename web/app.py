@@ -34,6 +34,7 @@ from clipsearch_onnx.errors import (
     ModelError,
     UsageError,
 )
+from clipsearch_onnx.filters import Filter
 from clipsearch_onnx.relevance import Cut
 from clipsearch_onnx.search import Searcher
 
@@ -126,6 +127,19 @@ def _relevance(params: Any) -> dict[str, Any]:
     return {"cut": cut, "exclude_query": params.get("exclude_query") in ("1", "true", "yes")}
 
 
+def _where(params: Any) -> Filter | None:
+    """search()'s `where` from under (an absolute folder), glob, after, before, min_size, sort
+    and collapse=1: the CLI's filter options (clipsearch_onnx/filters.py)."""
+    names = ("under", "glob", "after", "before", "min_size", "sort")
+    given = {name: params.get(name) or None for name in names}
+    collapse = params.get("collapse") in ("1", "true", "yes")
+    if not any(given.values()) and not collapse:
+        return None
+    if given["under"] is not None and not os.path.isabs(given["under"]):
+        raise Bad(400, f"under must be an absolute folder, not {given['under'][:100]!r}")
+    return Filter.parse(**given, collapse=collapse)
+
+
 def _item_id(request: Request) -> int:
     item_id = request.path_params["item_id"]
     if item_id > MAX_ID:
@@ -156,7 +170,7 @@ class SearchEndpoint(Endpoint):
         k = _k(request.query_params.get("k"), limits)
         if text is None:
             raise Bad(400, "give the text to search for as ?q=TEXT (or POST an image)")
-        how = _relevance(request.query_params)
+        how = {**_relevance(request.query_params), "where": _where(request.query_params)}
         response = await self.work(request, lambda s: s.search(text, k=k, **how))
         return JSONResponse(answer(response))
 
@@ -165,7 +179,7 @@ class SearchEndpoint(Endpoint):
         upload = await read_upload(request, limits.max_upload_bytes)
         text = _text(upload.text, limits)
         k = _k(upload.k if upload.k is not None else request.query_params.get("k"), limits)
-        how = _relevance(request.query_params)
+        how = {**_relevance(request.query_params), "where": _where(request.query_params)}
         if upload.data is None:
             if text is None:
                 raise Bad(400, "send an image in the field `image`, a text in `q`, or both")
@@ -183,8 +197,9 @@ class SimilarEndpoint(Endpoint):
     async def get(self, request: Request) -> Response:
         item_id = _item_id(request)
         k = _k(request.query_params.get("k"), self.limits(request))
+        where = _where(request.query_params)
         try:
-            response = await self.work(request, lambda s: s.similar(item_id, k))
+            response = await self.work(request, lambda s: s.similar(item_id, k, where=where))
         except InputError as exc:
             raise Bad(404, str(exc)) from None
         return JSONResponse(answer(response))
