@@ -70,10 +70,11 @@ class Cut:
         kept = results
         if self.min_score is not None:
             info["min_score"] = self.min_score
-            kept = [r for r in kept if r.score >= self.min_score]
+            # against the score as shown (6 decimals): `--min-score` of a score seen keeps it
+            kept = [r for r in kept if round(r.score, 6) >= self.min_score]
         if self.min_prob is not None:
             info["min_prob"] = self.min_prob
-            kept = [r for r in kept if r.prob is not None and r.prob >= self.min_prob]
+            kept = [r for r in kept if r.prob is not None and round(r.prob, 6) >= self.min_prob]
         if self.auto and kept:
             info["auto"] = {"null_queries": NULL_QUERIES, "z": Z}
             kept = stand_out(kept, searcher)

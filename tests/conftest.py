@@ -15,6 +15,7 @@ pytest_plugins = [
     "tests.fixtures_collection",
     "tests.fixtures_web",
     "tests.fixtures_models",
+    "tests.fixtures_demo",
 ]
 
 

@@ -9,48 +9,21 @@ The checkpoint in demo/checkpoint is exported with `python -m export`, then the 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from demo import quality
-from demo.__main__ import COMMITTED
-from demo.data import generate, read_captions
+from demo.data import read_captions
 from tests.fixtures_collection import run_cli
+from tests.fixtures_demo import Indexed
 
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
-def demo_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from export.__main__ import main
-
-    out = tmp_path_factory.mktemp("demo-model") / "model"
-    assert main(["--model", str(COMMITTED), "--out", str(out)]) == 0
-    return out
-
-
-@dataclass(frozen=True)
-class Indexed:
-    data: Path
-    model: Path
-    index: Path
-    home: Path
-
-
 @pytest.fixture(scope="module", params=[(0, 8000), (11, 2000)], ids=["demo-set", "unseen-set"])
-def demo_index(request, demo_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Indexed:
-    seed, n_images = request.param
-    home = tmp_path_factory.mktemp(f"demo-data-{seed}")
-    data = generate(home / "data", n_images=n_images, seed=seed)
-    index = home / "index"
-    proc = run_cli(
-        "index", data / "Images", "--captions", data / "captions.txt",
-        "--model", demo_model, "--index", index, "-q", home=home, timeout=600,
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stderr
-    return Indexed(data, demo_model, index, home)
+def demo_index(request, demo_indexer) -> Indexed:
+    return demo_indexer(*request.param)
 
 
 def test_colour_and_shape_queries_find_both_in_8_of_top_10(demo_index: Indexed):

@@ -30,15 +30,19 @@ def terms(raw: str) -> list[tuple[str, str, float, int]]:
         ("a red circle", [(TEXT, "a red circle", 1, 1)]),
         (
             "beach + 2:sunset - people",
-            [(TEXT, "beach", 1, 1), (TEXT, "sunset", 2, 1), (TEXT, "people", 1, -1)],
+            [(TEXT, "beach", 1, 1), (TEXT, "sunset", 2, 1), (TEXT, "people", 0.5, -1)],
         ),
         ("./dog.jpg + in the snow", [(IMAGE, "./dog.jpg", 1, 1), (TEXT, "in the snow", 1, 1)]),
         ("0.5:./photo.jpg + .5:sea", [(IMAGE, "./photo.jpg", 0.5, 1), (TEXT, "sea", 0.5, 1)]),
         ("a t-shirt", [(TEXT, "a t-shirt", 1, 1)]),  # no spaces around: a word
         ("-5 degrees +plus", [(TEXT, "-5 degrees +plus", 1, 1)]),
         ("horse  +  stripes", [(TEXT, "horse", 1, 1), (TEXT, "stripes", 1, 1)]),
-        ("- red + circle", [(TEXT, "red", 1, -1), (TEXT, "circle", 1, 1)]),
-        ("https://x.org/a.jpg - red", [(URL, "https://x.org/a.jpg", 1, 1), (TEXT, "red", 1, -1)]),
+        ("- red + circle", [(TEXT, "red", 0.5, -1), (TEXT, "circle", 1, 1)]),
+        ("a - 1:red", [(TEXT, "a", 1, 1), (TEXT, "red", 1, -1)]),  # rclip's equal weight
+        (
+            "https://x.org/a.jpg - red",
+            [(URL, "https://x.org/a.jpg", 1, 1), (TEXT, "red", 0.5, -1)],
+        ),
         ("file:///tmp/a.png", [(IMAGE, "/tmp/a.png", 1, 1)]),
         ("dog.JPG", [(IMAGE, "dog.JPG", 1, 1)]),  # one word with an image extension
         ("a dog.jpg", [(TEXT, "a dog.jpg", 1, 1)]),
@@ -49,7 +53,7 @@ def terms(raw: str) -> list[tuple[str, str, float, int]]:
         ("\\./not a path", [(TEXT, "./not a path", 1, 1)]),
         ("\\dog.jpg", [(TEXT, "dog.jpg", 1, 1)]),
         ("2:\\./x", [(TEXT, "./x", 2, 1)]),
-        ("a \\\\ - b", [(TEXT, "a \\", 1, 1), (TEXT, "b", 1, -1)]),
+        ("a \\\\ - b", [(TEXT, "a \\", 1, 1), (TEXT, "b", 0.5, -1)]),
         ("C:\\photos", [(TEXT, "C:\\photos", 1, 1)]),  # other backslashes stay
     ],
 )
@@ -97,6 +101,7 @@ def test_a_query_must_add_something():
 
 def test_describe_for_a_status_line():
     assert parse_query("beach + 2:sunset - people").describe() == "“beach” + 2×“sunset” − “people”"
+    assert parse_query("beach - 1:people").describe() == "“beach” − 1×“people”"
     assert parse_query("- red + circle").describe() == "− “red” + “circle”"
 
 

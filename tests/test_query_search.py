@@ -169,7 +169,7 @@ def test_min_prob_is_refused_for_clip_saying_why(indexed_collection):
 def test_help_says_clip_scores_compare_within_a_query(indexed_collection):
     out = run_cli("search", "--help", home=indexed_collection.root).stdout
     assert "only compare within one" in " ".join(out.split())
-    assert "rock \\- paper" in out  # the escapes are documented
+    assert "rock \\- paper" in out and "\\2:1 aspect ratio" in out  # the escapes
 
 
 # ---------------------------------------------------------------- SigLIP probabilities

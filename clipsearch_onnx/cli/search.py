@@ -66,7 +66,7 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
         dest="nots",
         action="append",
         metavar="T",
-        help="a text, image file or URL to subtract (W:T weighs it); repeatable",
+        help="a text, image file or URL to subtract (W:T weighs it; 0.5 unless given); repeatable",
     )
     cut = p.add_argument_group("relevance: fewer than k results when fewer are relevant")
     cut.add_argument(
@@ -131,9 +131,10 @@ QUERY_SYNTAX = r"""query syntax (TEXT, --queries lines and the HTTP API's q; rcl
   ./dog.jpg + in the snow       a term starting with / ./ ../ ~/ file://, or one word ending in an
                                 image extension (dog.jpg), is an image file; http(s)://... an image
                                 URL; anything else a text. A missing file or a folder is an error
-  0.5:./photo.jpg + 2:sunset    W: weighs a term (default 1)
-  :1 aspect ratio             a leading backslash makes the term a text, whatever follows
-  rock \- paper + scissors      \- and \+ are a literal - and +; \ is a backslash"""
+  0.5:./photo.jpg + 2:sunset    W: weighs a term (default 1; a subtracted one 0.5: - 1:people
+                                is rclip's equal weight)
+  \2:1 aspect ratio             a leading backslash makes the term a text, whatever follows
+  rock \- paper + scissors      \- and \+ are a literal - and +; \\ is a backslash"""
 
 
 def _probability(raw: str) -> float:
