@@ -22,8 +22,16 @@ SIZE = (160, 48)
 
 @pytest.fixture
 def app(indexed_collection, monkeypatch) -> ClipSearchApp:
+    """The list view: the table beside the selected picture."""
     monkeypatch.setenv("HOME", str(indexed_collection.root))
-    return ClipSearchApp(Settings(index_dir=indexed_collection.index))
+    return ClipSearchApp(Settings(index_dir=indexed_collection.index), view="list")
+
+
+@pytest.fixture
+def grid(indexed_collection, monkeypatch) -> ClipSearchApp:
+    """The gallery (the default view), 8 results a page so that paging shows at 24 images."""
+    monkeypatch.setenv("HOME", str(indexed_collection.root))
+    return ClipSearchApp(Settings(index_dir=indexed_collection.index), page=8)
 
 
 def querying(text: str, *keys: str):
@@ -47,6 +55,21 @@ def test_text_query_results(snap_compare, app):
 def test_selection_moved_down(snap_compare, app):
     run_before = querying("a red car parked next to a white building", "down", "down")
     assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
+
+
+def test_grid_of_thumbnails(snap_compare, grid):
+    assert snap_compare(grid, terminal_size=SIZE, run_before=querying("a dog running on the beach"))
+
+
+def test_grid_focused_and_moved(snap_compare, grid):
+    """Tab focuses the gallery (a bright border), arrows move the heavy-bordered selection."""
+    run_before = querying("a red car parked next to a white building", "tab", "right", "down")
+    assert snap_compare(grid, terminal_size=SIZE, run_before=run_before)
+
+
+def test_grid_in_a_small_terminal(snap_compare, grid):
+    run_before = querying("a dog running on the beach")
+    assert snap_compare(grid, terminal_size=(80, 24), run_before=run_before)
 
 
 def test_missing_file_message(snap_compare, app):

@@ -10,21 +10,22 @@ from textual import work
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.driver import Driver
-from textual.widgets import DataTable, Footer, Static
+from textual.widgets import Footer, Static
 
 from clipsearch_onnx.errors import ClipSearchError, ExitCode, ImageError, InputError, ModelError
 from clipsearch_onnx.settings import Settings
 
-from .detail import DetailPane
-from .engine import Engine
+from .browser import GRID, Browser
+from .engine import Engine, Page
 from .help import HelpScreen
+from .opener import CannotOpen, open_file
 from .paths import display_path
 from .query import Query, QueryBox, parse_query
-from .results import ResultsTable
 from .status import StatusLine
 from .terminal import detect_graphics, driver_class, hung_up, terminal_fds
 
 AFTERWARDS = "Once that is done, start this again: `clipsearch tui --index DIR`."
+PAGE = 20  # results asked for at a time; more come as the selection or scrolling nears the end
 
 
 class ClipSearchApp(App[int]):
@@ -36,6 +37,9 @@ class ClipSearchApp(App[int]):
         Binding("f1", "help", "Help"),
         Binding("ctrl+f", "find_similar", "Find similar"),
         Binding("ctrl+y", "copy_path", "Copy path"),
+        Binding("ctrl+o", "open_selected", "Open"),
+        Binding("ctrl+g", "toggle_view", "Grid/list"),
+        Binding("escape,slash", "focus_query", "Query", show=False),
     ]
 
     def __init__(
@@ -45,21 +49,28 @@ class ClipSearchApp(App[int]):
         graphics: bool = False,
         driver: type[Driver] | None = None,
         terminal: tuple[int, ...] = (),
+        page: int = PAGE,
+        view: str = GRID,
     ) -> None:
         """`terminal`: the file descriptors of the terminal the app runs in; when it goes away
-        (SIGHUP, or a hang-up on one of them) the app exits with ExitCode.HANGUP."""
+        (SIGHUP, or a hang-up on one of them) the app exits with ExitCode.HANGUP. `page`: how
+        many results to ask for at a time; `view`: "grid" or "list" to start with."""
         super().__init__(driver_class=driver)
         self.engine = Engine(settings)
         self.graphics = graphics
         self.loaded = False
         self.terminal = terminal
+        self.page_size = page
+        self.start_view = view
+        self.page: Page | None = None  # the results shown
+        self.query_shown: Query | None = None
+        self.loading_more = False
 
     def compose(self) -> ComposeResult:
         yield QueryBox(placeholder="describe a picture, or type the path of an image", id="query")
         yield Static("", id="message")
         yield Static("", id="problem")
-        yield ResultsTable(id="results")
-        yield DetailPane(graphics=self.graphics, id="detail")
+        yield Browser(graphics=self.graphics, view=self.start_view, id="browser")
         yield StatusLine(id="status")
         yield Footer()
 
@@ -109,8 +120,7 @@ class ClipSearchApp(App[int]):
             )
         )
         problem.display = True
-        self.query_one(ResultsTable).display = False
-        self.query_one(DetailPane).display = False
+        self.query_one(Browser).display = False
         self.query_one(StatusLine).state = f"cannot {what}"
 
     # -- queries -------------------------------------------------------------------------------
@@ -132,23 +142,60 @@ class ClipSearchApp(App[int]):
 
     @work(exclusive=True, group="query")
     async def _search(self, query: Query) -> None:
+        self.loading_more = False
+        page = await self._ask(
+            query, lambda: self.engine.search(self.page_size, query.text, query.image)
+        )
+        if page is not None:
+            self.page, self.query_shown = page, query
+            await self.query_one(Browser).show(page.results)
+            self._report()
+
+    @work(exclusive=True, group="query")
+    async def _more(self) -> None:
+        if self.page is None or self.query_shown is None:
+            return
+        k = self.page.k + self.page_size
+        page = await self._ask(self.query_shown, lambda: self.engine.more(k))
+        self.loading_more = False
+        if page is not None:
+            self.page = page
+            await self.query_one(Browser).show(page.results, keep_selection=True)
+            self._report()
+
+    async def _ask(self, query: Query, call) -> Page | None:
+        """`call`'s page of results, or None after saying what went wrong."""
         try:
-            response = await self.engine.search(text=query.text, image=query.image)
+            return await call()
         except ImageError as exc:
             self.say(f"cannot use {display_path(str(exc.path))}: {exc.reason}", error=True)
-            return
         except ClipSearchError as exc:
             self.say(str(exc), error=True)
-            return
         except Exception as exc:  # a bug or an environment problem: say so, stay up
             self.say(f"unexpected error: {type(exc).__name__}: {exc}", error=True)
+        return None
+
+    def _report(self) -> None:
+        assert self.page is not None and self.query_shown is not None
+        self.query_one(StatusLine).took_ms = self.page.took_ms
+        found = len(self.page.results)
+        more = "" if self.page.complete else " (more as you scroll)"
+        self.say(
+            f"{found} result{'s' if found != 1 else ''} for {self.query_shown.describe()}{more}"
+        )
+        self.call_after_refresh(self._fill_view)
+
+    def _fill_view(self) -> None:
+        """Load the next page while the results do not fill the view (nothing to scroll)."""
+        active = self.query_one(Browser).active
+        if active.max_scroll_y == 0:
+            self.on_browser_need_more()
+
+    def on_browser_need_more(self, event: Browser.NeedMore | None = None) -> None:
+        if self.page is None or self.page.complete or self.loading_more:
             return
-        table = self.query_one(ResultsTable)
-        table.show(response.results)
-        self.query_one(DetailPane).show(table.selected)
-        self.query_one(StatusLine).took_ms = response.took_ms
-        found = len(response.results)
-        self.say(f"{found} result{'s' if found != 1 else ''} for {query.describe()}")
+        self.loading_more = True
+        self._more()
 
     def say(self, message: str, *, error: bool = False) -> None:
         """A one-line message under the query box (errors also pop up as a notification)."""
@@ -158,19 +205,24 @@ class ClipSearchApp(App[int]):
         if error:
             self.notify(message, severity="error", timeout=6)
 
-    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
-        self.query_one(DetailPane).show(self.query_one(ResultsTable).selected)
-
     # -- actions -------------------------------------------------------------------------------
 
     def action_move_selection(self, delta: int) -> None:
-        self.query_one(ResultsTable).move(delta)
+        self.query_one(Browser).move(delta)
 
     def action_page_selection(self, direction: int) -> None:
-        self.query_one(ResultsTable).page(direction)
+        self.query_one(Browser).page(direction)
+
+    def action_toggle_view(self) -> None:
+        view = self.query_one(Browser).toggle_view()
+        self.say(f"{view} view (ctrl+g switches)")
+        self.call_after_refresh(self._fill_view)
+
+    def action_focus_query(self) -> None:
+        self.query_one(QueryBox).focus()
 
     def action_find_similar(self) -> None:
-        result = self.query_one(ResultsTable).selected
+        result = self.query_one(Browser).selected
         if result is None:
             self.say("no result selected: search first", error=True)
             return
@@ -180,12 +232,28 @@ class ClipSearchApp(App[int]):
         self.submit(result.path)
 
     def action_copy_path(self) -> None:
-        result = self.query_one(ResultsTable).selected
+        result = self.query_one(Browser).selected
         if result is None:
             self.say("no result selected: search first", error=True)
             return
         self.copy_to_clipboard(result.path)
         self.notify(f"copied {display_path(result.path)}", timeout=3)
+
+    def action_open_selected(self) -> None:
+        result = self.query_one(Browser).selected
+        if result is None:
+            self.say("no result selected: search first", error=True)
+            return
+        self._open(result.path)
+
+    @work(group="open-file")
+    async def _open(self, path: str) -> None:
+        try:
+            program = await open_file(path)
+        except CannotOpen as exc:
+            self.say(str(exc), error=True)
+            return
+        self.say(f"opened {display_path(path)} with {program}")
 
     def action_help(self) -> None:
         if not isinstance(self.screen, HelpScreen):

@@ -31,7 +31,7 @@ class DetailPane(Horizontal):
         with Container(id="picture-frame"):
             yield self.picture
             yield Static(id="picture-note")
-        with VerticalScroll(id="about"):
+        with VerticalScroll(id="about", can_focus=False):  # no invisible tab stop
             yield Static(HINT, id="about-title")
             yield Static("", id="about-path")
             yield Static("", id="about-captions")

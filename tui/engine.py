@@ -9,16 +9,33 @@ simply waits its turn.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TypeVar
+from typing import NamedTuple, TypeVar
+
+import numpy as np
 
 from clipsearch_onnx.errors import ClipSearchError
-from clipsearch_onnx.search import IndexInfo, Response, Searcher, open_searcher
+from clipsearch_onnx.search import IndexInfo, Result, Searcher, open_searcher
 from clipsearch_onnx.settings import Settings
 
 T = TypeVar("T")
+
+
+class Page(NamedTuple):
+    """The top `k` results of the last query (fewer when the index holds fewer)."""
+
+    results: list[Result]
+    k: int
+    took_ms: float
+    total: int  # images in the index
+
+    @property
+    def complete(self) -> bool:
+        """Whether these are all the results there are (asking for more would add none)."""
+        return len(self.results) < self.k or len(self.results) >= self.total
 
 
 class NotOpen(ClipSearchError):
@@ -31,6 +48,7 @@ class Engine:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="clipsearch-tui")
         self._searcher: Searcher | None = None
         self._open_error: ClipSearchError | None = None
+        self._vector: np.ndarray | None = None  # the last query's, to page on without re-encoding
 
     async def _call(self, func: Callable[[], T]) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._executor, func)
@@ -50,13 +68,36 @@ class Engine:
 
         return await self._call(do_open)
 
-    async def search(self, text: str | None = None, image: Path | None = None) -> Response:
-        def do_search() -> Response:
-            if self._searcher is None:
-                raise NotOpen("no index is open: see the message above (ctrl+q quits)")
-            return self._searcher.search(text=text, image=image)
+    async def search(self, k: int, text: str | None = None, image: Path | None = None) -> Page:
+        """The top `k` for a new query; `more` pages on from it."""
+
+        def do_search() -> Page:
+            searcher = self._open()
+            started = time.perf_counter()
+            vector = searcher.embed_query(text, image)[0]
+            results = searcher.search_vector(vector, k)
+            self._vector = vector
+            return Page(results, k, (time.perf_counter() - started) * 1000, searcher.count)
 
         return await self._call(do_search)
+
+    async def more(self, k: int) -> Page:
+        """The top `k` for the last query (a larger k than before: the next page)."""
+
+        def do_more() -> Page:
+            searcher = self._open()
+            if self._vector is None:
+                raise NotOpen("search first")
+            started = time.perf_counter()
+            results = searcher.search_vector(self._vector, k)
+            return Page(results, k, (time.perf_counter() - started) * 1000, searcher.count)
+
+        return await self._call(do_more)
+
+    def _open(self) -> Searcher:
+        if self._searcher is None:
+            raise NotOpen("no index is open: see the message above (ctrl+q quits)")
+        return self._searcher
 
     @property
     def precision(self) -> str | None:

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from rich.cells import cell_len
 from rich.text import Text
 from textual import events
+from textual.binding import Binding
 from textual.widgets import DataTable
 
 from clipsearch_onnx.search import Result
@@ -45,33 +46,26 @@ def _caption(result: Result) -> str:
 
 
 class ResultsTable(DataTable):
-    """Top-k results; never takes the focus, the query box keeps it."""
+    """The results as rows; Tab focuses it (the query box's arrow keys move it too), Enter or
+    `o` opens the selected file."""
 
-    can_focus = False
+    BINDINGS = [Binding("o", "app.open_selected", "Open")]
 
     def __init__(self, **kwargs) -> None:
         super().__init__(cursor_type="row", **kwargs)
         self.results: list[Result] = []
         self._widths: tuple[int, int] | None = None
 
-    def show(self, results: Sequence[Result]) -> None:
+    def show(self, results: Sequence[Result], cursor: int = 0) -> None:
         self.results = list(results)
         self._widths = None
-        self._fill(0)
+        self._fill(cursor)
 
     @property
     def selected(self) -> Result | None:
         if not self.results or not 0 <= self.cursor_row < len(self.results):
             return None
         return self.results[self.cursor_row]
-
-    def move(self, delta: int) -> None:
-        if self.results:
-            row = min(max(self.cursor_row + delta, 0), len(self.results) - 1)
-            self.move_cursor(row=row)
-
-    def page(self, direction: int) -> None:
-        self.move(direction * max(1, self.scrollable_content_region.height - 2))
 
     def on_resize(self, event: events.Resize) -> None:
         self._fill(self.cursor_row)

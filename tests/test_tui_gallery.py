@@ -1,0 +1,176 @@
+"""The gallery (the TUI's grid of thumbnails), paging, opening a result and focus, driven key by
+key over the real index of 24 images and the tiny model."""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+import pytest
+from textual.widgets import Input
+
+from clipsearch_onnx.settings import Settings
+from clipsearch_tui.app import ClipSearchApp
+from clipsearch_tui.browser import Browser
+from clipsearch_tui.gallery import Gallery, Tile
+from clipsearch_tui.query import QueryBox
+from clipsearch_tui.results import ResultsTable
+from tests.test_tui import TEXT, drive, expected, settle, text_of, type_query
+
+
+@pytest.fixture
+def settings(indexed_collection) -> Settings:
+    return Settings(index_dir=indexed_collection.index)
+
+
+def tiles(app: ClipSearchApp) -> list[Tile]:
+    return list(app.query_one(Gallery).query(Tile))
+
+
+def selected_tiles(app: ClipSearchApp) -> list[int]:
+    return [t.index for t in tiles(app) if t.has_class("-selected")]
+
+
+def test_the_grid_shows_thumbnails_with_rank_score_and_name(settings):
+    want = expected(settings, text=TEXT, k=20)
+
+    async def script(pilot, app):
+        await type_query(pilot, TEXT)
+        shown = tiles(app)
+        assert [t.result for t in shown] == want
+        assert all(t.picture.image is not None for t in shown)  # every thumbnail loaded
+        label = str(shown[0].query_one(".tile-label").render())
+        assert label == f"1 {want[0].score:.3f} {Path(want[0].path).name}"
+        assert app.query_one(Gallery).columns == 6  # 160 cells wide
+        assert selected_tiles(app) == [0]
+        assert str(Path(want[0].path).name) in text_of(app, "#grid-about")
+
+    drive(settings, script)
+
+
+def test_arrows_move_through_the_grid_and_ctrl_g_switches_to_the_list(settings):
+    want = expected(settings, text=TEXT, k=20)
+
+    async def script(pilot, app):
+        await type_query(pilot, TEXT)
+        gallery = app.query_one(Gallery)
+        await pilot.press("tab")
+        assert app.focused is gallery
+        await pilot.press("right", "right", "down", "left")  # columns of 6: 0 -> 2 -> 8 -> 7
+        assert selected_tiles(app) == [7]
+        assert app.query_one(Browser).selected == want[7]
+        await pilot.press("ctrl+g")
+        await settle(pilot)
+        table = app.query_one(ResultsTable)
+        assert not gallery.display or not app.query_one("#grid-view").display
+        assert table.cursor_row == 7 and app.focused is table  # same selection, focus follows
+        await pilot.press("down")
+        await pilot.press("ctrl+g")
+        assert app.focused is gallery and selected_tiles(app) == [8]
+        await pilot.press("escape")
+        assert app.focused is app.query_one(QueryBox)
+
+    drive(settings, script)
+
+
+@pytest.mark.parametrize("view", ["grid", "list"])
+def test_tab_only_stops_where_the_focus_shows(settings, view):
+    """Tab cycles between the query box and the results, and each shows it has the focus."""
+
+    async def script(pilot, app):
+        await type_query(pilot, TEXT)
+        active = app.query_one(Browser).active
+        seen = []
+        for _ in range(4):
+            await pilot.press("tab")
+            seen.append(app.focused)
+        assert seen == [active, app.query_one(QueryBox)] * 2
+        unfocused = active.styles.border_top
+        await pilot.press("tab")
+        await pilot.pause()
+        assert active.has_focus and active.styles.border_top != unfocused
+
+    drive(settings, script, view=view)
+
+
+def test_more_results_load_as_the_selection_reaches_the_end(settings):
+    want = expected(settings, text=TEXT, k=24)
+
+    async def script(pilot, app):
+        await type_query(pilot, TEXT)
+        browser = app.query_one(Browser)
+        assert len(browser.results) == 5 and "(more as you scroll)" in text_of(app, "#message")
+        await pilot.press("tab", "end")
+        await settle(pilot)
+        assert len(browser.results) in (10, 15)  # the selection reached the end: next page(s)
+        assert browser.selected_index == 4  # and stayed where it was
+        for _ in range(4):
+            await pilot.press("end")
+            await settle(pilot)
+        assert [t.result for t in tiles(app)] == want  # all 24, in order, no duplicates
+        assert text_of(app, "#message") == f"24 results for “{TEXT}”"
+
+    drive(settings, script, page=5, size=(80, 24))
+
+
+def test_a_short_first_page_is_followed_by_the_next_until_the_view_is_full(settings):
+    async def script(pilot, app):
+        await type_query(pilot, TEXT)
+        gallery = app.query_one(Gallery)
+        assert len(tiles(app)) > 3 and gallery.max_scroll_y > 0
+
+    drive(settings, script, page=3)
+
+
+def fake_viewer(folder: Path, log: Path) -> None:
+    script = folder / "xdg-open"
+    script.write_text(f'#!/bin/sh\nprintf "%s\\n" "$1" >> "{log}"\n', encoding="utf-8")
+    script.chmod(script.stat().st_mode | stat.S_IXUSR)
+
+
+def test_enter_or_o_opens_the_selected_file_in_the_viewer(settings, tmp_path, monkeypatch):
+    fake_viewer(tmp_path, tmp_path / "opened.txt")
+    monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("DISPLAY", ":99")
+    want = expected(settings, text=TEXT, k=3)
+
+    async def script(pilot, app):
+        await type_query(pilot, TEXT)
+        await pilot.press("tab", "enter")
+        await settle(pilot)
+        await pilot.press("right", "o")
+        await settle(pilot)
+        await pilot.press("escape", "ctrl+g", "tab", "down", "enter")  # the list view too
+        await settle(pilot)
+        assert text_of(app, "#message") == f"opened {want[2].path} with xdg-open"
+
+    drive(settings, script)
+    opened = (tmp_path / "opened.txt").read_text(encoding="utf-8").splitlines()
+    assert opened == [want[0].path, want[1].path, want[2].path]
+
+
+def test_without_a_viewer_opening_says_so_and_the_app_stays_up(settings, monkeypatch):
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+
+    async def script(pilot, app):
+        await type_query(pilot, TEXT)
+        await pilot.press("ctrl+o")
+        await settle(pilot)
+        assert "no picture viewer" in text_of(app, "#message")
+        assert app.query_one("#message").has_class("error")
+        await type_query(pilot, "a red car")
+        assert len(tiles(app)) == 20
+
+    drive(settings, script)
+
+
+def test_a_folder_in_the_query_box_gets_a_clear_message(settings, indexed_collection):
+    async def script(pilot, app):
+        await type_query(pilot, str(indexed_collection.photos))
+        message = text_of(app, "#message")
+        assert message.endswith("is a folder; give the path of an image file")
+        assert isinstance(app.focused, Input)
+
+    drive(settings, script)
