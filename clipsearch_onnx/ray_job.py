@@ -82,7 +82,8 @@ def connect(address: str) -> None:
         "log_to_driver": False,
         "logging_level": logging.ERROR,
     }
-    if address == LOCAL:
+    if address == LOCAL:  # a new instance, even where another one runs on this machine
+        options["address"] = "local"
         options["num_cpus"] = len(os.sched_getaffinity(0))
         options["object_store_memory"] = LOCAL_OBJECT_STORE
     else:

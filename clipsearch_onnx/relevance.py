@@ -102,7 +102,7 @@ def null_vectors(encoder: Encoder) -> np.ndarray:
     key = f"{encoder.manifest.fingerprint[:16]}-{encoder.precision}-{NULL_SEED}-{NULL_QUERIES}"
     cached = paths.cache_dir() / "null-queries" / f"{key}.npy"
     try:
-        vectors = np.load(cached)
+        vectors = np.load(cached, allow_pickle=False)
         if vectors.shape == (NULL_QUERIES, encoder.dim):
             return vectors.astype(np.float32)
     except (OSError, ValueError):

@@ -32,7 +32,7 @@ pytestmark = pytest.mark.slow
 QUERIES = ("a dog on the beach", "a red car", "people at a market")
 HEAD = """
 import sys, ray
-ctx = ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+ctx = ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
                object_store_memory=256 * 2**20)
 print(ctx.address_info["address"], flush=True)
 sys.stdin.read()

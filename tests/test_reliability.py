@@ -341,8 +341,8 @@ def test_a_damaged_shard_stops_the_next_run_cleanly(index_with_wal, tmp_path, ex
 # -- failed writes -----------------------------------------------------------------------------
 
 
-def failing_replace(predicate):
-    real = os.replace
+def failing_replace(predicate, real=os.replace):
+    """`real` (os.replace or os.rename), failing with ENOSPC for destinations `predicate` picks."""
 
     def replace(src, dst, *args, **kwargs):
         if predicate(Path(dst)):
@@ -376,6 +376,7 @@ def test_a_failed_write_keeps_the_previous_index_and_says_so(
     capsys.readouterr()
     with monkeypatch.context() as m:
         m.setattr(os, "replace", failing_replace(predicate))
+        m.setattr(os, "rename", failing_replace(predicate, os.rename))  # shards never overwrite
         code = cli.main(args)
     err = capsys.readouterr().err
     assert code == 4

@@ -15,7 +15,7 @@ from clipsearch_onnx.cli.options import add_common, settings_from
 from clipsearch_onnx.cli.parsing import JoinWords
 from clipsearch_onnx.cli.query_file import answer_queries, read_queries
 from clipsearch_onnx.cli.results import table_width, write_response
-from clipsearch_onnx.cli.usage import add_command
+from clipsearch_onnx.cli.usage import EXIT_CODES, add_command
 from clipsearch_onnx.errors import ExitCode, InputError, UsageError
 
 if TYPE_CHECKING:
@@ -37,7 +37,7 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
         "query (a 0.3 can be the best match of one query and noise for another); SigLIP "
         "models also give each result a match probability, prob in --json/--jsonl, the same "
         "for every query.",
-        epilog=QUERY_SYNTAX,
+        epilog=QUERY_SYNTAX + "\n" + EXIT_CODES,
     )
     p.add_argument(
         "text",
