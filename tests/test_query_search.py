@@ -299,3 +299,18 @@ def test_the_api_cuts_like_the_cli(client, web_collection):
     files = {"image": ("copy.jpg", target.read_bytes(), "image/jpeg")}
     upload = client.post("/api/search?exclude_query=1", files=files, data={"k": "3"}).json()
     assert str(target) not in paths_of(upload) and len(upload["results"]) == 3
+
+
+def test_arithmetic_through_the_server_prints_what_a_local_search_prints(
+    web_server, web_collection
+):
+    from tests.test_web_daemon import imported, search, without_took
+
+    cwd = web_collection.photos  # ./img_0005.png is the client's file, not the server's
+    args = ("a cat + 2:./img_0005.png - a dog", "--json")
+    env = {"PYTHONPROFILEIMPORTTIME": "1"}
+    served = search(web_collection, *args, cwd=cwd, **env)
+    local = search(web_collection, *args, cwd=cwd, local=True, **env)
+    assert without_took(served.stdout) == without_took(local.stdout)
+    assert json.loads(served.stdout)["query"]["terms"][1]["value"] == str(cwd / "img_0005.png")
+    assert "numpy" not in imported(served.stderr)  # the server answered
