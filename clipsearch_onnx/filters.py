@@ -36,6 +36,8 @@ COLLAPSE_FETCH = 4  # --collapse picks k groups from the best 4k+8 results
 EXACT_BELOW = 16384  # selections up to this many images are scored exactly from the shards
 POST_FILTER_FROM = 0.05  # selections of this fraction of the index or more: the plain search's
 # results are checked against the filter (a few times n of them), before any ID selector
+SAMPLE_ABOVE = 100_000  # larger indexes estimate a filter's share on a sample of ids first
+SAMPLE = 1024
 # The photo's date in SQL: EXIF DateTimeOriginal, else the file's mtime in local time (the same
 # 'YYYY-MM-DDTHH:MM:SS' form, so that dates compare as strings).
 DATE_SQL = (
@@ -209,9 +211,9 @@ def _date(text: str, option: str, *, end: bool = False) -> str:
 
 @dataclass(frozen=True)
 class Selection:
-    """The images a filter allows: catalog ids (sorted), and where each one's embedding is."""
+    """The images a filter allows: catalog ids, and where each one's embedding is."""
 
-    ids: np.ndarray
+    ids: np.ndarray  # in no particular order
     shards: np.ndarray
     rows: np.ndarray
 
@@ -224,7 +226,7 @@ def select(catalog: Catalog, f: Filter) -> Selection:
     condition, params = f.where()
     conn = catalog.conn
     _register(catalog, f)
-    cur = conn.execute(f"SELECT id, shard, row FROM images WHERE {condition} ORDER BY id", params)
+    cur = conn.execute(f"SELECT id, shard, row FROM images WHERE {condition}", params)
     chunks = []
     while chunk := cur.fetchmany(65536):
         chunks.append(np.array(chunk, dtype=np.int64))
@@ -265,24 +267,76 @@ def search(
     condition, params = f.where()
     _register(catalog, f)
     sql = f"FROM images WHERE {condition}"
-    count = catalog.conn.execute(f"SELECT count(*) {sql}", params).fetchone()[0]
-    if not count:
-        return np.full((1, n), -np.inf, np.float32), np.full((1, n), -1, np.int64)
-    if count <= EXACT_BELOW:
-        found = _exact(embeddings, query, n, select(catalog, f))
+    total = max(1, int(vectors.count))
+    large = total > SAMPLE_ABOVE
+    if f.under is not None or not large:  # read from the path index, or a small catalog
+        bounded = f"SELECT count(*) FROM (SELECT 1 {sql} LIMIT {EXACT_BELOW + 1})"
+        count = catalog.conn.execute(bounded, params).fetchone()[0]
+        if count <= EXACT_BELOW:
+            return _small(vectors, embeddings, query, n, select(catalog, f))
+    # A large catalog is sampled first: a broad filter then skips counting every row (a scan).
+    share = _sampled_share(catalog, condition, params) if large else None
+    if share is not None and share >= POST_FILTER_FROM:
+        found = _post_filtered(vectors, catalog, f, query, n, share)
         if found is not None:
             return found
-    total = max(1, int(vectors.count))
-    if count >= POST_FILTER_FROM * total:
-        fetch = min(total, 2 * n * total // count + 16)
-        scores, ids = vectors.search(query[None, :], fetch)
-        ok = allowed(catalog, f, [int(i) for i in ids[0] if i >= 0])
-        keep = [j for j, i in enumerate(ids[0]) if int(i) in ok][:n]
-        if len(keep) >= min(n, count) or fetch >= total:
-            return _padded(scores[0, keep], ids[0, keep], n)
+    count = catalog.conn.execute(f"SELECT count(*) {sql}", params).fetchone()[0]
+    if count <= EXACT_BELOW:
+        return _small(vectors, embeddings, query, n, select(catalog, f))
+    if share is None and count >= POST_FILTER_FROM * total:
+        found = _post_filtered(vectors, catalog, f, query, n, count / total)
+        if found is not None:
+            return found
     cur = catalog.conn.execute(f"SELECT group_concat(id) {sql}", params)
     chosen = np.array(cur.fetchone()[0].split(","), dtype=np.int64)
     return vectors.search(query[None, :], n, allowed_ids=chosen)
+
+
+def _sampled_share(catalog: Catalog, condition: str, params: list[Any]) -> float | None:
+    """The share of catalogued images a condition allows, estimated on SAMPLE ids drawn at
+    random (seeded) between the smallest and the largest (primary-key lookups, no scan)."""
+    (lo,) = catalog.conn.execute("SELECT min(id) FROM images").fetchone()  # (one each: the
+    (hi,) = catalog.conn.execute("SELECT max(id) FROM images").fetchone()  # key's ends, no scan)
+    if lo is None:
+        return None
+    ids = np.unique(np.random.default_rng(0).integers(lo, hi + 1, SAMPLE)).tolist()
+    present = hits = 0
+    for start in range(0, len(ids), 500):
+        part = ids[start : start + 500]
+        marks = ",".join("?" * len(part))
+        sql = f"SELECT count(*), total({condition}) FROM images WHERE id IN ({marks})"
+        found, allowed = catalog.conn.execute(sql, [*params, *part]).fetchone()
+        present, hits = present + found, hits + int(allowed)
+    return hits / present if present >= SAMPLE // 4 else None
+
+
+def _post_filtered(
+    vectors: Any, catalog: Catalog, f: Filter, query: np.ndarray, n: int, share: float
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """The first n allowed among the plain search's top 2n/share + 16; None if fewer."""
+    total = max(1, int(vectors.count))
+    fetch = min(total, int(2 * n / share) + 16)
+    scores, ids = vectors.search(query[None, :], fetch)
+    ok = allowed(catalog, f, [int(i) for i in ids[0] if i >= 0])
+    keep = [j for j, i in enumerate(ids[0]) if int(i) in ok][:n]
+    if len(keep) >= n or fetch >= total:
+        return _padded(scores[0, keep], ids[0, keep], n)
+    return None
+
+
+def _small(
+    vectors: Any,
+    embeddings: Callable[[int], np.ndarray | None],
+    query: np.ndarray,
+    n: int,
+    chosen: Selection,
+) -> tuple[np.ndarray, np.ndarray]:
+    if not len(chosen):
+        return np.full((1, n), -np.inf, np.float32), np.full((1, n), -1, np.int64)
+    found = _exact(embeddings, query, n, chosen)
+    if found is None:  # a shard dropped meanwhile: the vector index answers instead
+        return vectors.search(query[None, :], n, allowed_ids=chosen.ids)
+    return found
 
 
 def _padded(scores: np.ndarray, ids: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:

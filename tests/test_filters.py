@@ -86,7 +86,7 @@ def test_under_returns_exactly_the_12_of_8000(collection, exact_below, monkeypat
     assert [r.path for r in top5] == best
 
 
-@pytest.mark.parametrize("strategy", ["exact", "post-filter", "selector"])
+@pytest.mark.parametrize("strategy", ["exact", "post-filter", "sampled", "selector"])
 def test_a_broad_filter_gives_the_brute_force_top_k(collection, strategy, monkeypatch):
     """75% of the images allowed (*.jpg): each way of searching among them (see
     filters.search) finds the top 20 of brute force over the allowed vectors."""
@@ -95,6 +95,8 @@ def test_a_broad_filter_gives_the_brute_force_top_k(collection, strategy, monkey
         monkeypatch.setattr(filters, "EXACT_BELOW", 0)
     if strategy == "selector":
         monkeypatch.setattr(filters, "POST_FILTER_FROM", 2.0)
+    if strategy == "sampled":  # the share estimated on a sample of ids, as for a large index
+        monkeypatch.setattr(filters, "SAMPLE_ABOVE", 0)
     rows = np.array([i for i, it in enumerate(items) if it["path"].endswith(".jpg")])
     rng = np.random.default_rng(1)
     recalls = []
