@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 DEFAULT_THRESHOLD = 0.98
 BLOCK = 1024  # rows whose neighbours are asked for at once
 SLACK = 0.02  # candidates from an approximate layout are fetched this far below the threshold
+NPROBE = 16  # lists an IVF range search reads per image: a near-duplicate sits in the nearest few
 ALL_PAIRS_UPTO = 32  # groups up to this size list every pair's score; larger ones their links
 
 Embeddings = Callable[[int], "np.ndarray | None"]  # shard id -> its memory-mapped embeddings
@@ -93,11 +94,22 @@ def pairs_above(
     queries: np.ndarray,
     query_ids: np.ndarray,
     threshold: float,
+    nprobe: int = NPROBE,
 ) -> Iterator[tuple[int, int, float]]:
     """(query id, other id, exact cosine) for every other catalogued image scoring at least
-    `threshold` with a query row (its stored embedding, catalog id `query_ids[i]`)."""
+    `threshold` with a query row (its stored embedding, catalog id `query_ids[i]`); on IVF,
+    among the `nprobe` lists nearest each query (at most the index's own nprobe)."""
+    if not hasattr(vectors, "range_search"):
+        from clipsearch_onnx.errors import IndexError_
+
+        raise IndexError_(
+            f"the index in {vectors.index_dir} has an older format without range search; "
+            "`clipsearch index` (or `clipsearch reindex`) updates it"
+        )
     exact = vectors.meta.get("type", "flat") == "flat"
-    lims, _, ids = vectors.range_search(queries, threshold - (1e-6 if exact else SLACK))
+    nprobe = min(nprobe, int(vectors.meta.get("nprobe", 1)))
+    radius = threshold - (1e-6 if exact else SLACK)
+    lims, _, ids = vectors.range_search(queries, radius, nprobe=nprobe)
     others = np.unique(ids[np.isin(ids, query_ids, invert=True)]).tolist()
     known = stored_vectors(catalog, embeddings, others)
     known.update((int(i), q) for i, q in zip(query_ids, queries, strict=True))
@@ -138,9 +150,11 @@ def find_groups(
     *,
     progress: Callable[[int], None] | None = None,
     total: Callable[[int], None] | None = None,
+    nprobe: int = NPROBE,
 ) -> list[Group]:
     """Every group of near-duplicates in the index at `index_dir`, sorted by first path.
-    `total(n)` is told the images to go through, `progress(n)` how many more were."""
+    `total(n)` is told the images to go through, `progress(n)` how many more were; `nprobe`:
+    see `pairs_above`."""
     from clipsearch_onnx.catalog import Catalog
     from clipsearch_onnx.index import VectorIndex
     from clipsearch_onnx.layout import SHARDS, hold_current
@@ -176,7 +190,13 @@ def find_groups(
                     live = block_ids >= 0
                     queries = np.asarray(emb[start : start + len(block_ids)], dtype=np.float32)
                     found = pairs_above(
-                        vectors, catalog, embeddings, queries[live], block_ids[live], threshold
+                        vectors,
+                        catalog,
+                        embeddings,
+                        queries[live],
+                        block_ids[live],
+                        threshold,
+                        nprobe,
                     )
                     for a, b, score in found:
                         sets.union(a, b)

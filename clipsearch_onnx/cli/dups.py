@@ -43,11 +43,21 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
         help='a JSON list of groups: {"size", "paths", "pairs": [{"a", "b", "score"}]} '
         "(every pair of a group up to 32 images, else the links found)",
     )
+    p.add_argument(
+        "--nprobe",
+        type=int,
+        default=16,
+        metavar="N",
+        help="on an IVF index, the lists read per image (16; more finds more on a very large "
+        "index, slower)",
+    )
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     return p
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.nprobe < 1:
+        raise InputError("--nprobe must be at least 1")
     if not 0.0 < args.threshold <= 1.0:
         raise InputError(f"--threshold takes a cosine in (0, 1], not {args.threshold}")
     from clipsearch_onnx.cli.output import print_json
@@ -60,6 +70,7 @@ def run(args: argparse.Namespace) -> int:
         args.threshold,
         total=lambda n: bar.start("comparing", n),
         progress=bar.advance,
+        nprobe=args.nprobe,
     )
     bar.finish()
     if args.json:
