@@ -146,7 +146,7 @@ def start_job(
     out: Path,
     root: Path,
     model: Model,
-    partition_size: int = DEFAULT_PARTITION_SIZE,
+    partition_size: int | None = None,
     captions: dict[str, list[str]] | None = None,
     *,
     replan: bool = True,
@@ -154,7 +154,8 @@ def start_job(
     """Plans the job and writes its plan (job.json last). A job folder started with another
     model or root is refused; one over the same files keeps its partition names. Without
     `replan`, a job folder planned before with the same partition size is taken as it is (no
-    scan: what each of many `--partition I` runs wants)."""
+    scan: what each of many `--partition I` runs wants). `partition_size`: None for the job's
+    own, else DEFAULT_PARTITION_SIZE."""
     root = Path(os.path.abspath(Path(root).expanduser()))
     if not root.is_dir():
         raise InputError(f"{root} is not a folder")
@@ -172,9 +173,15 @@ def start_job(
                 f"{out} holds embeddings of {recorded.describe()}; use that model and precision, "
                 "or another --out folder"
             )
-        if not replan and previous.partition_size == partition_size:
+        if partition_size not in (None, previous.partition_size):
+            raise InputError(
+                f"{out} was planned with --partition-size {previous.partition_size}: use that "
+                "(or leave it out), or another --out folder"
+            )
+        if not replan:
             return previous
-    partitions, skipped = plan(root, partition_size, captions)
+    size = partition_size or (previous.partition_size if previous else DEFAULT_PARTITION_SIZE)
+    partitions, skipped = plan(root, size, captions)
     (out / PLAN).mkdir(parents=True, exist_ok=True)
     for part in partitions:
         target = out / PLAN / f"{part.name}.json"
@@ -184,7 +191,7 @@ def start_job(
         out,
         str(root),
         record.to_json(),
-        partition_size,
+        size,
         [p.name for p in partitions],
         [len(p.paths) for p in partitions],
         skipped,

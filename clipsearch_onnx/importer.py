@@ -19,6 +19,7 @@ from typing import Any
 
 from clipsearch_onnx import models, shards
 from clipsearch_onnx.catalog import NewItem
+from clipsearch_onnx.errors import ModelError
 from clipsearch_onnx.index import DEFAULT_IVF_THRESHOLD, Progress
 from clipsearch_onnx.manifest import Manifest
 from clipsearch_onnx.writer import Writer
@@ -70,6 +71,34 @@ def shard_root(shard: Path, root: Path | None) -> str | None:
     return None
 
 
+def job_model(found: Sequence[Path]) -> models.ModelRecord | None:
+    """The model the first job among `found` records in its job.json (`embed-shards`)."""
+    for shard in found:
+        try:
+            data = json.loads((shard.parent / "job.json").read_text(encoding="utf-8"))
+            return models.ModelRecord.from_json(data["model"])
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+    return None
+
+
+def check_model(shard: Path, model: models.Model) -> None:
+    """Refuses a job shard whose shard.json records another model or precision."""
+    try:
+        done = json.loads((shard / shards.DONE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return
+    if not isinstance(done, dict) or "model" not in done:
+        return
+    if (done["model"], done.get("precision")) != (model.manifest.fingerprint, model.precision):
+        raise ModelError(
+            f"{shard} was embedded with another model or precision ({done.get('precision')}, "
+            f"model {str(done['model'])[:12]}) than {model.manifest.model_dir} "
+            f"({model.precision}, model {model.manifest.fingerprint[:12]}): its vectors would "
+            "not be comparable; import it with its own model, into another index"
+        )
+
+
 def origin(shard: Path) -> str | None:
     """A job shard's identity: the digest of its shard.json (None for a bare shard)."""
     try:
@@ -94,12 +123,15 @@ def import_shards(
     """Places each shard in the index, registers its items (a path already present is replaced),
     and publishes. Every shard is validated before anything is written. `sources`: shard or job
     folders. `manifest`: the model (or its folder) the shards came from (None: the index's own,
-    see `models.resolve`). `memory`: bytes publishing may hold in flight (see `Writer.publish`).
+    else the one a job records, see `job_model`); a job shard that records another model is
+    refused. `memory`: bytes publishing may hold in flight (see `Writer.publish`).
     Relative item paths are taken relative to `root` (see `shard_root`)."""
     report = ImportReport()
     found, report.unfinished = find_shards(sources)
     with Writer(Path(index_dir)) as writer:
         recorded = models.record_from_meta(writer.catalog.meta())
+        if manifest is None and recorded is None:
+            recorded = job_model(found)  # a new index takes the model the job was embedded with
         model = models.resolve(manifest, precision, recorded, default=False)
         writer.bind(model)
         dim = model.manifest.embedding_dim
@@ -109,6 +141,7 @@ def import_shards(
             if made is not None and writer.catalog.has_origin(made):
                 report.already += 1
                 continue
+            check_model(shard, model)
             base = shard_root(shard, root)
             checked.append(
                 (shard, made, shards.check_shard(shard, dim, relative_ok=bool(base)), base)

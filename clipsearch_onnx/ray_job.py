@@ -92,11 +92,14 @@ def connect(address: str) -> None:
         ray.init(**options)
     except (ConnectionError, RuntimeError, ValueError) as exc:
         where = "start a local Ray instance" if address == LOCAL else f"reach Ray at {address}"
-        cause: BaseException | None = exc
-        while cause is not None and (cause.__cause__ or cause.__context__) is not None:
-            cause = cause.__cause__ or cause.__context__  # the first reason (a refused token...)
-        reason = str(cause).split(". ")[0] if cause is not exc else ""
-        raise JobError(f"could not {where}: {exc}" + (f" ({reason})" if reason else "")) from None
+        hint = ""
+        if address not in (LOCAL, "auto") and "RAY_AUTH_MODE" not in os.environ:
+            # Ray sends its token only to a cluster it finds itself (`auto`), never to an address
+            hint = (
+                "; a cluster with token authentication also needs RAY_AUTH_MODE=token and its "
+                "token here (~/.ray/auth_token or RAY_AUTH_TOKEN)"
+            )
+        raise JobError(f"could not {where}: {exc}{hint}") from None
     for name in ("ray", "ray.data"):
         logging.getLogger(name).setLevel(logging.ERROR)
 

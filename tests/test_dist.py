@@ -151,10 +151,7 @@ def test_ray_local_gives_the_vectors_and_results_of_index(photos, exported_model
     assert_same_vectors(job, reference)
 
     imported = tmp_path / "imported"
-    proc = run_cli(
-        "import", job, "--index", imported, "--model", exported_model, "--precision", "fp32",
-        "-q", home=tmp_path,
-    )  # fmt: skip
+    proc = run_cli("import", job, "--index", imported, "-q", home=tmp_path)  # the job's model
     assert proc.returncode == 0, proc.stderr
     for query in QUERIES:
         want = search_json(reference, tmp_path, query, "-k", "10")["results"]
@@ -191,6 +188,13 @@ def test_in_process_partitions_one_at_a_time(photos, exported_model, index_int8,
     assert finished(job)[plan[2]["name"]] == first[plan[2]["name"]]
     assert_broken_named(proc.stderr, photos)
     assert_same_vectors(job, index_int8)
+
+    # int8 shards are not mixed into an fp32 index
+    proc = run_cli(
+        "import", job, "--index", tmp_path / "fp32", "--model", exported_model,
+        "--precision", "fp32", home=tmp_path,
+    )  # fmt: skip
+    assert proc.returncode == 3 and "another model or precision" in proc.stderr, proc.stderr
 
 
 def test_killed_driver_rerun_embeds_only_missing_partitions(

@@ -36,7 +36,10 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
         "or a cluster's ADDRESS; without it, partitions run in this process",
     )
     p.add_argument(
-        "--partition-size", type=int, default=1000, metavar="N", help="files per partition (1000)"
+        "--partition-size",
+        type=int,
+        metavar="N",
+        help="files per partition (1000; a job keeps the size it was planned with)",
     )
     p.add_argument(
         "--partition",
