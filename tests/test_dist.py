@@ -142,6 +142,7 @@ def test_ray_local_gives_the_vectors_and_results_of_index(photos, exported_model
         "embed-shards", photos.images, "--out", job, "--model", exported_model,
         "--precision", "fp32", "--captions", photos.captions_file, "--ray", "local",
         "--partition-size", "10", "--worker-cpus", "1", home=tmp_path,
+        env=cli_env(tmp_path, RAY_ADDRESS="127.0.0.1:1"),  # local never joins another cluster
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == ""
