@@ -14,6 +14,7 @@ from PIL import Image
 from rich.console import Console
 from textual.worker import WorkerCancelled
 
+from clipsearch_onnx import query as q_
 from clipsearch_onnx.errors import InputError
 from clipsearch_onnx.search import IndexInfo, Result, open_searcher
 from clipsearch_onnx.settings import Settings
@@ -22,7 +23,7 @@ from clipsearch_tui.detail import DetailPane
 from clipsearch_tui.help import HelpScreen
 from clipsearch_tui.paths import fit_path
 from clipsearch_tui.picture import half_blocks
-from clipsearch_tui.query import Query, QueryBox, parse_query
+from clipsearch_tui.query import QueryBox, as_term, read_query
 from clipsearch_tui.results import ResultsTable, column_widths
 from clipsearch_tui.status import model_label
 from tests.fixtures_index import IndexedCollection
@@ -122,7 +123,7 @@ def test_an_image_path_with_tilde_puts_that_image_first(settings, indexed_collec
         await type_query(pilot, f"~/photos/{target.name}")
         assert shown_names(app)[0] == target.name
         assert str(app.query_one(ResultsTable).get_row_at(0)[1]) == "1.000"
-        assert "20 results for image" in text_of(app, "#message")
+        assert "20 results for img_0005.png" in text_of(app, "#message")
 
     drive(settings, script, view="list")
 
@@ -133,7 +134,8 @@ def test_bad_paths_give_a_message_and_the_app_stays_up(settings, tmp_path):
 
     async def script(pilot, app):
         await type_query(pilot, "/no/such/folder/photo.jpg")
-        assert text_of(app, "#message") == "no such file: /no/such/folder/photo.jpg"
+        message = text_of(app, "#message")
+        assert message.startswith("query image /no/such/folder/photo.jpg does not exist")
         assert app.query_one("#message").has_class("error")
         await type_query(pilot, str(notes))
         message = text_of(app, "#message")
@@ -230,7 +232,7 @@ def test_help_screen_explains_keys_and_the_path_rule(settings):
         console = Console(width=100, file=io.StringIO(), record=True)
         console.print(app.screen.query_one("#help Static").content)
         help_text = console.export_text()
-        assert "ctrl+f" in help_text and "starts with `/`" in help_text
+        assert "ctrl+f" in help_text and "ctrl+g" in help_text and "2:sunset" in help_text
         await pilot.press("escape")
         assert not isinstance(app.screen, HelpScreen)
         assert app.query_one(QueryBox).has_focus
@@ -269,22 +271,23 @@ def test_launch_with_a_damaged_index_says_what_to_run(indexed_collection, tmp_pa
 # -- pieces without the app ------------------------------------------------------------------
 
 
-def test_parse_query_tells_texts_from_paths(tmp_path, monkeypatch):
-    photo = tmp_path / "cat.png"
+def test_the_query_box_reads_the_core_syntax_and_pasted_paths(tmp_path, monkeypatch):
+    photo = tmp_path / "a - b + c.png"
     Image.new("RGB", (4, 4)).save(photo)
     monkeypatch.setenv("HOME", str(tmp_path))
     monkeypatch.chdir(tmp_path)
-    assert parse_query("  a cat on a sofa ") == Query(text="a cat on a sofa")
-    assert parse_query("   ") is None
-    assert parse_query("cat.png") == Query(image=Path("cat.png"))
-    assert parse_query("~/cat.png") == Query(image=photo)
-    assert parse_query(f"'{photo}'") == Query(image=photo)
-    assert parse_query("tabby") == Query(text="tabby")
-    for missing in ("~/dog.png", "./dog", "../x", "/no/where", "dog.JPG"):
-        with pytest.raises(InputError, match="no such file"):
-            parse_query(missing)
+    assert read_query("   ") is None
+    assert read_query("  a cat on a sofa ") == q_.parse_query("a cat on a sofa")
+    assert read_query("beach + 2:sunset - people").describe() == ("“beach” + 2×“sunset” − “people”")
+    image = q_.Term(q_.IMAGE, str(photo))
+    assert read_query(as_term(str(photo))).terms == (image,)  # find similar's box stays one term
+    assert read_query(f"{as_term(str(photo))} + snow").terms == (image, q_.Term(q_.TEXT, "snow"))
+    assert read_query(f"'{photo}'").terms == (image,)  # a pasted, quoted path
+    assert read_query("'quoted words'").terms == (q_.Term(q_.TEXT, "'quoted words'"),)
+    with pytest.raises(InputError, match="does not exist"):
+        read_query("~/dog.png")
     with pytest.raises(InputError, match="is a folder"):
-        parse_query(str(tmp_path))
+        read_query(str(tmp_path))
 
 
 def test_file_names_stay_whole_when_captions_and_folders_are_long():

@@ -170,7 +170,28 @@ def test_a_folder_in_the_query_box_gets_a_clear_message(settings, indexed_collec
     async def script(pilot, app):
         await type_query(pilot, str(indexed_collection.photos))
         message = text_of(app, "#message")
-        assert message.endswith("is a folder; give the path of an image file")
+        assert f"{indexed_collection.photos} is a folder; give the path of an image file" in message
         assert isinstance(app.focused, Input)
+
+    drive(settings, script)
+
+
+@pytest.mark.parametrize(
+    "typed",
+    ["~/photos/img_0005.png + a dog running on the beach", "beach + 2:sunset - 1:people"],
+)
+def test_the_query_box_takes_the_query_syntax(settings, indexed_collection, monkeypatch, typed):
+    """An image plus words, weights and a subtracted term: the same results as the core's
+    search of the same string (that is, as `clipsearch search`)."""
+    monkeypatch.setenv("HOME", str(indexed_collection.root))
+    want = expected(settings, text=typed, k=20)
+    plain = expected(settings, text=typed.split(" + ")[0], k=20)
+    assert [r.id for r in want] != [r.id for r in plain]  # the other terms do change the order
+
+    async def script(pilot, app):
+        await type_query(pilot, typed)
+        assert [t.result.id for t in tiles(app)] == [r.id for r in want]
+        assert [round(t.result.score, 5) for t in tiles(app)] == [round(r.score, 5) for r in want]
+        assert " + " in text_of(app, "#message")
 
     drive(settings, script)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
+from collections.abc import Awaitable, Callable
 
 from rich.text import Text
 from textual import work
@@ -13,6 +15,7 @@ from textual.driver import Driver
 from textual.widgets import Footer, Static
 
 from clipsearch_onnx.errors import ClipSearchError, ExitCode, ImageError, InputError, ModelError
+from clipsearch_onnx.filters import Filter
 from clipsearch_onnx.settings import Settings
 
 from .browser import GRID, Browser
@@ -20,7 +23,7 @@ from .engine import Engine, Page
 from .help import HelpScreen
 from .opener import CannotOpen, open_file
 from .paths import display_path
-from .query import Query, QueryBox, parse_query
+from .query import QueryBox, as_term, read_query
 from .status import StatusLine
 from .terminal import detect_graphics, driver_class, hung_up, terminal_fds
 
@@ -63,7 +66,8 @@ class ClipSearchApp(App[int]):
         self.page_size = page
         self.start_view = view
         self.page: Page | None = None  # the results shown
-        self.query_shown: Query | None = None
+        self.asked = ""  # what the results shown are for, as the message line says it
+        self.where: Filter | None = None  # the filters set (F2)
         self.loading_more = False
 
     def compose(self) -> ComposeResult:
@@ -130,40 +134,40 @@ class ClipSearchApp(App[int]):
 
     def submit(self, raw: str) -> None:
         try:
-            query = parse_query(raw)
+            query = read_query(raw)
         except InputError as exc:
             self.say(str(exc), error=True)
             return
         if query is None:
             self.say("type a description or the path of an image first")
             return
-        self.say(f"searching for {query.describe()}…" if self.loaded else "loading index…")
-        self._search(query)
+        what = query.describe()
+        self.say(f"searching for {what}…" if self.loaded else "loading index…")
+        self._search(what, lambda: self.engine.search(self.page_size, query, self.where))
 
     @work(exclusive=True, group="query")
-    async def _search(self, query: Query) -> None:
+    async def _search(self, what: str, call: Callable[[], Awaitable[Page]]) -> None:
+        """Show the first page `call` gives for the query described as `what`."""
         self.loading_more = False
-        page = await self._ask(
-            query, lambda: self.engine.search(self.page_size, query.text, query.image)
-        )
+        page = await self._ask(call)
         if page is not None:
-            self.page, self.query_shown = page, query
+            self.page, self.asked = page, what
             await self.query_one(Browser).show(page.results)
             self._report()
 
     @work(exclusive=True, group="query")
     async def _more(self) -> None:
-        if self.page is None or self.query_shown is None:
+        if self.page is None:
             return
         k = self.page.k + self.page_size
-        page = await self._ask(self.query_shown, lambda: self.engine.more(k))
+        page = await self._ask(lambda: self.engine.more(k))
         self.loading_more = False
         if page is not None:
             self.page = page
             await self.query_one(Browser).show(page.results, keep_selection=True)
             self._report()
 
-    async def _ask(self, query: Query, call) -> Page | None:
+    async def _ask(self, call: Callable[[], Awaitable[Page]]) -> Page | None:
         """`call`'s page of results, or None after saying what went wrong."""
         try:
             return await call()
@@ -176,13 +180,11 @@ class ClipSearchApp(App[int]):
         return None
 
     def _report(self) -> None:
-        assert self.page is not None and self.query_shown is not None
+        assert self.page is not None
         self.query_one(StatusLine).took_ms = self.page.took_ms
         found = len(self.page.results)
         more = "" if self.page.complete else " (more as you scroll)"
-        self.say(
-            f"{found} result{'s' if found != 1 else ''} for {self.query_shown.describe()}{more}"
-        )
+        self.say(f"{found} result{'s' if found != 1 else ''} for {self.asked}{more}")
         self.call_after_refresh(self._fill_view)
 
     def _fill_view(self) -> None:
@@ -227,9 +229,11 @@ class ClipSearchApp(App[int]):
             self.say("no result selected: search first", error=True)
             return
         box = self.query_one(QueryBox)
-        box.value = result.path
+        box.value = as_term(result.path)
         box.cursor_position = len(box.value)
-        self.submit(result.path)
+        what = f"images like {os.path.basename(result.path)}"
+        self.say(f"searching for {what}…")
+        self._search(what, lambda: self.engine.similar(self.page_size, result.id, self.where))
 
     def action_copy_path(self) -> None:
         result = self.query_one(Browser).selected

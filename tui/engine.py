@@ -12,12 +12,13 @@ import asyncio
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import NamedTuple, TypeVar
 
 import numpy as np
 
-from clipsearch_onnx.errors import ClipSearchError
+from clipsearch_onnx.errors import ClipSearchError, InputError
+from clipsearch_onnx.filters import Filter
+from clipsearch_onnx.query import Query
 from clipsearch_onnx.search import IndexInfo, Result, Searcher, open_searcher
 from clipsearch_onnx.settings import Settings
 
@@ -49,6 +50,7 @@ class Engine:
         self._searcher: Searcher | None = None
         self._open_error: ClipSearchError | None = None
         self._vector: np.ndarray | None = None  # the last query's, to page on without re-encoding
+        self._where: Filter | None = None
 
     async def _call(self, func: Callable[[], T]) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._executor, func)
@@ -68,31 +70,53 @@ class Engine:
 
         return await self._call(do_open)
 
-    async def search(self, k: int, text: str | None = None, image: Path | None = None) -> Page:
-        """The top `k` for a new query; `more` pages on from it."""
+    async def search(self, k: int, query: Query, where: Filter | None = None) -> Page:
+        """The top `k` for a new query (the core's syntax), among the images `where` allows;
+        `more` pages on from it."""
 
         def do_search() -> Page:
             searcher = self._open()
             started = time.perf_counter()
-            vector = searcher.embed_query(text, image)[0]
-            results = searcher.search_vector(vector, k)
-            self._vector = vector
-            return Page(results, k, (time.perf_counter() - started) * 1000, searcher.count)
+            vector = searcher.query_vector(query)
+            return self._page(searcher, vector, k, where, started)
 
         return await self._call(do_search)
 
+    async def similar(self, k: int, item_id: int, where: Filter | None = None) -> Page:
+        """The top `k` like an indexed image, from its stored vector (nothing is decoded)."""
+
+        def do_similar() -> Page:
+            searcher = self._open()
+            started = time.perf_counter()
+            vector = searcher.vector_of(item_id)
+            if vector is None:
+                raise InputError("that image has left the index meanwhile; search again")
+            return self._page(searcher, vector, k, where, started)
+
+        return await self._call(do_similar)
+
     async def more(self, k: int) -> Page:
-        """The top `k` for the last query (a larger k than before: the next page)."""
+        """The top `k` for the last query and filter (a larger k than before: the next page)."""
 
         def do_more() -> Page:
             searcher = self._open()
             if self._vector is None:
                 raise NotOpen("search first")
-            started = time.perf_counter()
-            results = searcher.search_vector(self._vector, k)
-            return Page(results, k, (time.perf_counter() - started) * 1000, searcher.count)
+            return self._page(searcher, self._vector, k, self._where, time.perf_counter())
 
         return await self._call(do_more)
+
+    def _page(
+        self,
+        searcher: Searcher,
+        vector: np.ndarray,
+        k: int,
+        where: Filter | None,
+        started: float,
+    ) -> Page:
+        results = searcher.search_vector(vector, k, where=where)
+        self._vector, self._where = vector, where
+        return Page(results, k, (time.perf_counter() - started) * 1000, searcher.count)
 
     def _open(self) -> Searcher:
         if self._searcher is None:

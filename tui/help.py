@@ -1,4 +1,4 @@
-"""The help screen: keys, and when a query counts as an image path."""
+"""The help screen: the keys, the query syntax, and how results come."""
 
 from __future__ import annotations
 
@@ -10,15 +10,19 @@ from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
-from .query import PATH_RULE
+from .query import SYNTAX
 
 KEYS = [
-    ("Enter", "search for what the query box holds"),
-    ("Up / Down", "select the previous / next result"),
-    ("PgUp / PgDn", "move the selection a page"),
+    ("Enter", "in the query box: search; on a result: open it in the picture viewer"),
+    ("Tab / Escape", "move between the query box and the results (the focused one is lit)"),
+    ("Up / Down", "in the query box: the previous / next result"),
+    ("arrows", "in the grid: move through the tiles; in the list: the rows"),
+    ("PgUp / PgDn", "a page of results; Home / End in the grid: the first / last one"),
+    ("o, ctrl+o", "open the selected image (xdg-open, or macOS's open)"),
+    ("ctrl+g", "switch between the grid of thumbnails and the list with details"),
     ("ctrl+f", "find similar: search with the selected image"),
     ("ctrl+y", "copy the selected image's path (OSC 52; the terminal must allow it)"),
-    ("Escape", "clear the query box"),
+    ("Escape", "in the query box: clear it"),
     ("F1", "this help (Escape closes it)"),
     ("ctrl+q", "quit"),
 ]
@@ -31,11 +35,15 @@ def help_text() -> Table:
     for key, what in KEYS:
         table.add_row(key, what)
     table.add_row("", "")
-    table.add_row("Queries", Text(PATH_RULE))
+    table.add_row("Queries", "the same syntax as `clipsearch search`:")
+    for example, what in SYNTAX:
+        table.add_row(Text(example, "italic"), what)
+    table.add_row("", "")
     table.add_row(
-        "",
-        "The status line shows the number of indexed images, the model and its precision, "
-        "and how long the last query took.",
+        "Results",
+        "20 at a time; more load as the selection or the scrolling nears the end. The status "
+        "line shows the number of indexed images, the model and its precision, and how long "
+        "the last query took.",
     )
     return table
 

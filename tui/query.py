@@ -1,65 +1,56 @@
-"""The query box, and how what was typed there becomes a text or an image query."""
+"""The query box, and what was typed there as a query of the core's syntax.
+
+The syntax is `clipsearch_onnx.query`'s, the same as `clipsearch search` takes: terms joined by
+` + ` and ` - `, each a text, an image file or an image URL, with an optional weight `W:`. The
+box adds two things for pasting: quotes around a whole pasted path are dropped, and a path put
+in the box for "find similar" is escaped so that it stays one term.
+"""
 
 from __future__ import annotations
-
-from dataclasses import dataclass
-from pathlib import Path
 
 from textual import events
 from textual.binding import Binding
 from textual.widgets import Input
 
-from clipsearch_onnx.errors import InputError
-from clipsearch_onnx.scan import IMAGE_EXTENSIONS
+from clipsearch_onnx.query import PATH_PREFIXES, Query, parse_query
 
-from .paths import display_path
+__all__ = ["SYNTAX", "Query", "QueryBox", "as_term", "read_query"]
 
-PATH_PREFIXES = ("/", "~", "./", "../")
-
-PATH_RULE = (
-    "A query is an image when, after `~` is expanded, it names an existing file, or when it "
-    "looks like a path: it starts with `/`, `~`, `./` or `../`, or ends with an image "
-    f"extension ({', '.join(sorted(IMAGE_EXTENSIONS))}). Anything else is a description in "
-    "words. Quotes around a pasted path are ignored."
-)
-
-
-@dataclass(frozen=True)
-class Query:
-    text: str | None = None
-    image: Path | None = None
-
-    def describe(self) -> str:
-        return f"image {self.image}" if self.image is not None else f"“{self.text}”"
+SYNTAX = [
+    ("a dog on a beach", "a description in words"),
+    (
+        "~/photos/dog.jpg",
+        "an image: a term starting with / ./ ../ ~/ file://, or one word "
+        "ending in an image extension; http(s)://... fetches an image",
+    ),
+    ("./dog.jpg + in the snow", "terms joined by ' + ' and ' - ' (spaces around them)"),
+    ("beach + 2:sunset - people", "W: weighs a term (default 1; a subtracted one 0.5)"),
+    ("\\2:1 aspect ratio", "a leading backslash makes the term a text; \\- \\+ are a literal - +"),
+]
 
 
-def parse_query(raw: str) -> Query | None:
-    """The query `raw` asks for (see PATH_RULE), None when it is blank.
-
-    Raises InputError when `raw` looks like a path but names no file.
-    """
+def read_query(raw: str) -> Query | None:
+    """The query typed in the box, None when it is blank (raises InputError, one line)."""
     text = raw.strip()
     if not text:
         return None
-    unquoted = _unquote(text)
-    path = Path(unquoted).expanduser()
-    if path.is_file():
-        return Query(image=path)
-    if _looks_like_path(unquoted):
-        if path.is_dir():
-            raise InputError(f"{display_path(path)} is a folder; give the path of an image file")
-        raise InputError(f"no such file: {display_path(path)}")
-    return Query(text=text)
+    return parse_query(_unquote(text))
+
+
+def as_term(path: str) -> str:
+    """`path` written as one image term of the syntax (escapes for backslashes and for a
+    ` + ` or ` - ` inside it)."""
+    escaped = path.replace("\\", "\\\\")
+    return escaped.replace(" + ", " \\+ ").replace(" - ", " \\- ")
 
 
 def _unquote(text: str) -> str:
+    """A whole pasted path without the quotes a file manager or terminal put around it."""
     if len(text) >= 2 and text[0] == text[-1] and text[0] in "'\"":
-        return text[1:-1]
+        inner = text[1:-1]
+        if inner.startswith((*PATH_PREFIXES, "file://")):
+            return as_term(inner)
     return text
-
-
-def _looks_like_path(text: str) -> bool:
-    return text.startswith(PATH_PREFIXES) or Path(text).suffix.lower() in IMAGE_EXTENSIONS
 
 
 class QueryBox(Input):
