@@ -7,8 +7,9 @@ its `rclip horse + stripes`, `rclip "./racing car.jpg" - "2:sports car"` mean th
 
 What a term is, by its (unescaped) text:
   - `http://...`, `https://...`: an image fetched from the URL (clipsearch_onnx.urlimage);
-  - `/...`, `./...`, `../...`, `~/...`, `file://...`, or one word ending in an image file
-    extension (`dog.jpg`): an image file; a missing file or a folder is an error, never text;
+  - `/...`, `./...`, `../...`, `~/...`, `file://...`, or one word ending in an extension that
+    `clipsearch index` takes (`dog.jpg`, scan.IMAGE_EXTENSIONS): an image file; a missing file
+    or a folder is an error, never text;
   - anything else: a text.
 
 Escaping, for a text that looks like something else:
@@ -45,6 +46,7 @@ from typing import Any
 import numpy as np
 
 from clipsearch_onnx.errors import InputError
+from clipsearch_onnx.scan import IMAGE_EXTENSIONS  # what `index` takes
 
 TEXT, IMAGE, URL = "text", "image", "url"
 KINDS = (TEXT, IMAGE, URL)
@@ -52,9 +54,6 @@ MAX_TERMS = 32
 NEGATIVE_WEIGHT = 0.5  # a subtracted term's weight unless it gives one (see the docstring)
 WEIGHT = re.compile(r"(?P<w>\d+(?:\.\d*)?|\.\d+):(?P<rest>.*)", re.S)
 PATH_PREFIXES = ("/", "./", "../", "~/")
-IMAGE_SUFFIXES = frozenset(
-    ".jpg .jpeg .jpe .jfif .png .gif .webp .bmp .tif .tiff .heic .heif .avif .ppm .pgm".split()
-)
 ESCAPED = {"\\": "\\", "+": "+", "-": "-"}
 
 
@@ -168,7 +167,7 @@ def kind_of(value: str) -> str:
         return URL
     if lower.startswith("file://") or value.startswith(PATH_PREFIXES) or value in ("~", ".", ".."):
         return IMAGE
-    if not any(c.isspace() for c in value) and Path(lower).suffix in IMAGE_SUFFIXES:
+    if not any(c.isspace() for c in value) and Path(lower).suffix in IMAGE_EXTENSIONS:
         return IMAGE
     return TEXT
 
