@@ -42,6 +42,9 @@ def _unit(x: np.ndarray) -> np.ndarray:
 def write_shards(out_dir: Path, n: int, model: ClusterModel, seed: int) -> list[Path]:
     """`n` vectors as shards of up to SHARD_ROWS rows (kept if complete already)."""
     out_dir.mkdir(parents=True, exist_ok=True)
+    names = [out_dir / f"shard-{number:03d}" for number in range(-(-n // SHARD_ROWS))]
+    if all((shard / "items.jsonl").exists() for shard in names):
+        return names  # (drawing 10M vectors again only to skip them takes minutes)
     rng = np.random.default_rng(seed)
     shards = []
     for number, start in enumerate(range(0, n, SHARD_ROWS)):
