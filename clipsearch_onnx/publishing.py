@@ -39,6 +39,7 @@ from clipsearch_onnx.tiers import Held
 
 DEFAULT_MEMORY = 512 << 20  # bytes of encoded chunks + vectors in flight while publishing
 BUILD = "build"
+SAMPLE_BLOCK = 16384  # training rows read at a time (32 MB at 512-d, whatever a shard's size)
 
 
 @dataclass(frozen=True)
@@ -217,10 +218,11 @@ def _trained(
     for part in source.parts(set(expected)):
         live = live_rows(part, expected[part.key])
         start = starts[part.key]
-        lo, hi = np.searchsorted(picks, [start, start + len(live)])
-        if hi > lo:
-            sample[lo:hi] = read_rows(part, live[picks[lo:hi] - start])
-            progress.advance(int(hi - lo))
+        lo, hi = (int(x) for x in np.searchsorted(picks, [start, start + len(live)]))
+        for a in range(lo, hi, SAMPLE_BLOCK):  # (a shard of 10M rows gives 1 GB of picks)
+            b = min(hi, a + SAMPLE_BLOCK)
+            sample[a:b] = read_rows(part, live[picks[a:b] - start])
+            progress.advance(b - a)
     progress.start("training", size)
     layout = layouts.train(dest, kind, sample, nlist, total, generation)
     del sample

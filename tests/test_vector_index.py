@@ -67,6 +67,25 @@ def ivf(tmp_path_factory):
     return folder, shards
 
 
+def test_the_training_sample_is_read_in_blocks_and_gives_the_same_layout(tmp_path, monkeypatch):
+    """Training rows are read a block at a time (one shard may hold 10M rows: its picks alone
+    would be 1 GB): the sample, and so the layout, do not depend on the block."""
+    from clipsearch_onnx import publishing
+
+    shards = Shards(2)
+    for n in (3000, 2000, 1500):
+        shards.add(n)
+    vector_index.publish(tmp_path / "whole", shards, kind="ivf-sq8")
+    monkeypatch.setattr(publishing, "SAMPLE_BLOCK", 97)
+    vector_index.publish(tmp_path / "blocks", shards, kind="ivf-sq8")
+    whole, blocks = (VectorIndex.open(tmp_path / name) for name in ("whole", "blocks"))
+    assert whole.layout is not None and blocks.layout is not None
+    assert whole.nlist > 1
+    np.testing.assert_array_equal(whole.layout.coarse.centroids, blocks.layout.coarse.centroids)
+    queries = shards.draw(20)
+    np.testing.assert_array_equal(whole.search(queries, 10)[1], blocks.search(queries, 10)[1])
+
+
 def test_ivf_recall_grows_with_nprobe_and_filters_scan_every_allowed_list(ivf):
     folder, shards = ivf
     index = VectorIndex.open(folder)
