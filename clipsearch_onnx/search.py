@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from clipsearch_onnx import filters, models
+from clipsearch_onnx import filtered, models
 from clipsearch_onnx import query as q_
 from clipsearch_onnx.catalog import Catalog, Item
 from clipsearch_onnx.encoder import Encoder
@@ -252,7 +252,7 @@ class Searcher:
         if cut is not None:
             results, cut_info = cut.apply(results, vector, self)
         if where is not None:  # --sort orders what is kept
-            results = filters.order(self.catalog, results, where)
+            results = filtered.order(self.catalog, results, where)
         took = (time.perf_counter() - started) * 1000
         q: dict[str, Any] = {}
         if text is not None:
@@ -322,7 +322,7 @@ class Searcher:
         keep = k if where is None else where.candidates(k)  # --collapse picks from more
         fetch = keep + 8 if exact else max(keep + 8, 4 * keep)
         if where is not None and where.narrows:  # the search runs among the images allowed
-            scores, ids = filters.search(
+            scores, ids = filtered.search(
                 self.vectors, self.catalog, self._shard_embeddings, vector, fetch, where
             )
         else:
@@ -350,9 +350,9 @@ class Searcher:
                     Result(len(results) + 1, score, item.path, item.captions, i, prob=prob)
                 )
         if where is not None:
-            results = filters.finish(self, vector, results, k, where)
+            results = filtered.finish(self, vector, results, k, where)
             if ordered:
-                results = filters.order(self.catalog, results, where)
+                results = filtered.order(self.catalog, results, where)
         return results
 
     def _exact_scores(self, vector: np.ndarray, items: dict[int, Item]) -> dict[int, float]:

@@ -10,7 +10,7 @@ import json
 import numpy as np
 import pytest
 
-from clipsearch_onnx import filters
+from clipsearch_onnx import filtered, filters
 from clipsearch_onnx.errors import InputError
 from clipsearch_onnx.filters import Filter
 from clipsearch_onnx.importer import import_shards
@@ -62,10 +62,10 @@ def collection(request, exported_model, tmp_path_factory):
     searcher.close()
 
 
-@pytest.mark.parametrize("exact_below", [filters.EXACT_BELOW, 0], ids=["exact", "selector"])
+@pytest.mark.parametrize("exact_below", [filtered.EXACT_BELOW, 0], ids=["exact", "selector"])
 def test_under_returns_exactly_the_12_of_8000(collection, exact_below, monkeypatch):
     searcher, base, want, _ = collection
-    monkeypatch.setattr(filters, "EXACT_BELOW", exact_below)
+    monkeypatch.setattr(filtered, "EXACT_BELOW", exact_below)
     where = Filter.parse(under="/p/trip")
     rng = np.random.default_rng(0)
     queries = np.concatenate(
@@ -89,14 +89,14 @@ def test_under_returns_exactly_the_12_of_8000(collection, exact_below, monkeypat
 @pytest.mark.parametrize("strategy", ["exact", "post-filter", "sampled", "selector"])
 def test_a_broad_filter_gives_the_brute_force_top_k(collection, strategy, monkeypatch):
     """75% of the images allowed (*.jpg): each way of searching among them (see
-    filters.search) finds the top 20 of brute force over the allowed vectors."""
+    filtered.search) finds the top 20 of brute force over the allowed vectors."""
     searcher, base, _, items = collection
     if strategy != "exact":
-        monkeypatch.setattr(filters, "EXACT_BELOW", 0)
+        monkeypatch.setattr(filtered, "EXACT_BELOW", 0)
     if strategy == "selector":
-        monkeypatch.setattr(filters, "POST_FILTER_FROM", 2.0)
+        monkeypatch.setattr(filtered, "POST_FILTER_FROM", 2.0)
     if strategy == "sampled":  # the share estimated on a sample of ids, as for a large index
-        monkeypatch.setattr(filters, "SAMPLE_ABOVE", 0)
+        monkeypatch.setattr(filtered, "SAMPLE_ABOVE", 0)
     rows = np.array([i for i, it in enumerate(items) if it["path"].endswith(".jpg")])
     rng = np.random.default_rng(1)
     recalls = []
