@@ -239,3 +239,24 @@ def test_cli_filters_on_exif_dates_and_mtimes(tmp_path, exported_model):
     assert [r["date"] for r in by_date] == sorted(r["date"] for r in by_date)
     proc = run_cli("search", "x", "--index", index, "--after", "June", home=tmp_path)
     assert proc.returncode == 5 and proc.stderr.startswith("clipsearch: error: --after takes")
+
+
+def test_the_table_shows_dates_and_hidden_copies_after_the_path():
+    from clipsearch_onnx.cli.results import format_table
+
+    data = {
+        "query": {"text": "x", "filter": {"sort": "date", "collapse": True}},
+        "results": [
+            {"rank": 1, "score": 0.5, "path": "/a/very/long/folder/name/IMG_0001.jpg",
+             "captions": [], "date": "2021-07-14T09:30:00", "copies": 2},
+            {"rank": 2, "score": 0.4, "path": "/b/IMG_0002.jpg", "captions": [], "copies": 1},
+            {"rank": 3, "score": 0.3, "path": "/b/IMG_0003.jpg", "captions": []},
+        ],
+    }  # fmt: skip
+    for width in (None, 60):
+        lines = format_table(data, width).splitlines()[-3:]
+        assert lines[0].endswith("IMG_0001.jpg  (2021-07-14 09:30:00, +2 copies)"), lines
+        assert lines[1].endswith("IMG_0002.jpg  (+1 copy)") and lines[2].endswith("IMG_0003.jpg")
+        assert width is None or all(len(line) <= width for line in lines)
+    data["results"] = []
+    assert "no image passes the filters" in format_table(data)

@@ -77,21 +77,35 @@ def _rows(data: dict[str, Any], width: int | None) -> list[tuple[str, dict[str, 
             why = "the index is empty"
         return [(f"no results ({why})", None)]
     captions = [" ".join(r["captions"][0].split()) if r["captions"] else "" for r in results]
-    caption_w, path_w = _column_widths(captions, [r["path"] for r in results], width)
+    notes = [_note(r) for r in results]  # kept whole after the path, like the file name
+    paths = [r["path"] + note for r, note in zip(results, notes, strict=True)]
+    caption_w, path_w = _column_widths(captions, paths, width)
 
-    def line(rank: str, score: str, caption: str, path: str) -> str:
+    def line(rank: str, score: str, caption: str, path: str, note: str = "") -> str:
         parts = [f"{rank:>{RANK}}", f"{score:>{SCORE}}"]
         if caption_w:
             parts.append(cells.pad(cells.fit_end(caption, caption_w), caption_w))
-        parts.append(path if path_w is None else cells.fit_path(path, path_w))
+        room = None if path_w is None else max(1, path_w - cells.width(note))
+        parts.append((path if room is None else cells.fit_path(path, room)) + note)
         return (" " * GAP).join(parts).rstrip()
 
     rows: list[tuple[str, dict[str, Any] | None]] = []
     if width is not None:
         rows.append((line("#", "score", "caption", "path"), None))
-    for r, caption in zip(results, captions, strict=True):
-        rows.append((line(str(r["rank"]), f"{r['score']:.3f}", caption, r["path"]), r))
+    for r, caption, note in zip(results, captions, notes, strict=True):
+        rank, score = str(r["rank"]), f"{r['score']:.3f}"
+        rows.append((line(rank, score, caption, r["path"], note), r))
     return rows
+
+
+def _note(result: dict[str, Any]) -> str:
+    """After the path: the photo's date (search --sort date) and the copies --collapse hid."""
+    notes = []
+    if result.get("date"):
+        notes.append(result["date"].replace("T", " "))
+    if result.get("copies"):
+        notes.append(f"+{result['copies']} cop{'y' if result['copies'] == 1 else 'ies'}")
+    return f"  ({', '.join(notes)})" if notes else ""
 
 
 def _cut_flags(cut: dict[str, Any]) -> str:
