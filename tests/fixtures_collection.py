@@ -102,6 +102,12 @@ def kill_after_shards(proc: subprocess.Popen, index_dir: Path, shards: int) -> b
     return False
 
 
+def default_sigint() -> None:
+    """Run in a child (`preexec_fn`): a shell starts background jobs with SIGINT ignored, which
+    children inherit; Ctrl-C must reach this one."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 # small batches and checkpoints, one thread: a slow, many-shard run that is easy to interrupt
 SLOW_RUN = ("--batch-size", "4", "--checkpoint", "4", "--workers", "1", "--threads", "1")
 

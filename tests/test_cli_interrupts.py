@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.fixtures_collection import SLOW_RUN, cli_env
+from tests.fixtures_collection import SLOW_RUN, cli_env, default_sigint
 
 LINE = "clipsearch: interrupted"
 
@@ -103,6 +103,7 @@ def test_sigint_at_any_moment_of_a_search_exits_130_with_one_line(indexed_collec
                 stderr=subprocess.PIPE,
                 text=True,
                 env=cli_env(tmp_path),
+                preexec_fn=default_sigint,
             ),
         )
         for moment in MOMENTS
@@ -125,6 +126,7 @@ def test_sigint_during_a_first_index_run_exits_130_with_one_line(
             stderr=subprocess.PIPE,
             text=True,
             env=cli_env(tmp_path),
+            preexec_fn=default_sigint,
         )
         deadline = time.monotonic() + 60
         while not index.exists() and proc.poll() is None and time.monotonic() < deadline:

@@ -24,16 +24,11 @@ from tests.fixtures_collection import (
     SLOW_RUN,
     build_of,
     catalog_paths,
+    default_sigint,
     make_distinct_images,
     shard_count,
     start_cli,
 )
-
-
-def default_sigint() -> None:
-    """Run in the child: a shell starts background jobs with SIGINT ignored, which children
-    inherit; Ctrl-C must reach this one."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def index_cli(photos: Path, index: Path, *extra: str | Path) -> int:
