@@ -42,13 +42,15 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument(
         "--only",
-        choices=("web", "models", "scale", "imaging", "speed", "store"),
+        choices=("web", "models", "scale", "imaging", "speed", "store", "filters", "dups"),
         help="measure only that part (web: `clipsearch serve` and one-shot search through it; "
         "models: image throughput of each recommended model architecture; scale: 1M-10M vector "
         "collections, hours; imaging: decoding fidelity, int8 batch dependence and decode cost, "
         "bench/imaging.py; speed: GEMM limit, the model alone, end to end against OpenVINO and "
         "PyTorch, one-shot queries, bench/speed.py; store: index runs over 100k and 200k "
-        "catalogued files, bench/store.py); print it and keep its figures in "
+        "catalogued files, bench/store.py; filters: search with filters and `clipsearch dups` on "
+        "200k synthetic vectors, bench/filters.py; dups: near-duplicate scores behind dups' "
+        "threshold, bench/duplicates.py); print it and keep its figures in "
         "CACHE/ONLY.json, leaving --out alone",
     )
     p.add_argument(
@@ -80,6 +82,23 @@ def only_store(args: argparse.Namespace) -> int:
     figures["conditions"] = args.conditions
     (cache / "store.json").write_text(json.dumps(figures, indent=1, default=str))
     sys.stdout.write("\n".join(store.render(figures)) + "\n")
+    return 0
+
+
+def only_narrowing(args: argparse.Namespace) -> int:
+    """Filters (bench/filters.py) or the duplicates' threshold (bench/duplicates.py)."""
+    from bench import duplicates, filters
+
+    cache = args.cache.absolute()
+    if args.only == "filters":
+        figures = filters.measure(cache, ensure_model(cache)[1])
+        lines = filters.render(figures)
+    else:
+        figures = duplicates.measure(cache)
+        lines = duplicates.render(figures)
+    figures["conditions"] = args.conditions
+    (cache / f"{args.only}.json").write_text(json.dumps(figures, indent=1, default=str))
+    sys.stdout.write("\n".join(lines) + "\n")
     return 0
 
 
@@ -121,6 +140,8 @@ def main(argv: list[str] | None = None) -> int:
         return only_speed(args)
     if args.only == "store":
         return only_store(args)
+    if args.only in ("filters", "dups"):
+        return only_narrowing(args)
     started = time.perf_counter()
     load_start = machine.load_average()
     if args.only == "scale":

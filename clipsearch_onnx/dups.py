@@ -10,14 +10,11 @@ threshold; its range search reads the `nprobe` best lists, like a search).
 
 `collapse` gives `search --collapse` its one result per group.
 
-DEFAULT_THRESHOLD, measured (/tmp script, figures in README "Duplicates"): distinct pictures vs
-copies re-encoded as JPEG q=60 or resized to half. Sensitive tiny checkpoint of the tests, 60
-natural-ish pictures: copies >= 0.991, distinct <= 0.905. Demo model, 120 demo images of distinct
-scenes: copies >= 0.995, distinct <= 0.966. 0.98 sits between both. 5%-cropped copies are not
-separable on these two models (sensitive: 0.65-0.75, below distinct pairs; demo: 0.76-0.95), and
-the demo model also scores some visibly different demo pictures (a white square and a white
-circle) above 0.98: both small models see too little detail. Real CLIP models are commonly used
-at 0.95-0.97 for near-duplicates, crops included; --threshold sets it.
+DEFAULT_THRESHOLD, measured by bench/duplicates.py (README, "Duplicates"): copies re-encoded as
+JPEG q=60 or resized to half score >= 0.990 with their original on the sensitive tiny checkpoint
+and >= 0.995 on the demo model; distinct pictures <= 0.907 and <= 0.967. 5%-cropped copies score
+0.74 / 0.91: not separable on these two small models. Real CLIP models are commonly used at
+0.95-0.97 for near-duplicates, crops included; --threshold sets it.
 """
 
 from __future__ import annotations
