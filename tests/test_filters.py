@@ -230,6 +230,7 @@ def test_cli_filters_on_exif_dates_and_mtimes(tmp_path, exported_model):
     assert names(got) == ["old/d.png", "2019/a.jpg", "2021/b.jpg", "new/e.png", "2021/c.jpg"]
     assert got[1]["date"] == "2019-07-04T10:00:00" and got[0]["date"] == "2018-05-05T12:00:00"
     assert sorted(names(search("--under", str(photos / "2021")))) == ["2021/b.jpg", "2021/c.jpg"]
+    assert sorted(names(search("--under", "photos/2021/"))) == ["2021/b.jpg", "2021/c.jpg"]  # cwd
     assert sorted(names(search("--min-size", "90x60", "--glob", "*.jpg"))) == sorted(dated)
     # --sort orders the results kept: the same two best as without it, by date
     query = ("--image", str(photos / "2019/a.jpg"), "--exclude-query", "-k", "2")
