@@ -58,6 +58,12 @@ def photos_with_copies(sensitive_model, tmp_path_factory):
     return index, root, sorted(want)
 
 
+def test_the_help_states_the_default_threshold():
+    from clipsearch_onnx.cli import dups as cli_dups
+
+    assert cli_dups.DEFAULT_THRESHOLD == DEFAULT_THRESHOLD  # the CLI's copy, for a light --help
+
+
 def test_dups_json_reports_exactly_the_copies(photos_with_copies):
     index, home, want = photos_with_copies
     proc = run_cli("dups", "--index", index, "--json", home=home)

@@ -4,6 +4,11 @@ Two images are near-duplicates when their stored embeddings score at least --thr
 is every image linked by such pairs (a chain of copies is one group). Nothing is decoded or
 embedded: the index's vectors are streamed a block at a time through a range search, and every
 pair found is scored again exactly with the stored float32 embeddings.
+
+The default threshold separates re-encoded (JPEG q=60) and half-size copies from distinct
+pictures on the models measured (README, Duplicates); cropped copies score lower and need a lower
+threshold, which also groups more distinct pictures. It depends on the model: CLIP ViT-B/32 is
+commonly used at 0.95-0.97.
 """
 
 from __future__ import annotations
@@ -24,10 +29,7 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
         subparsers,
         "dups",
         help="list groups of near-duplicate images",
-        description=__doc__.split("\n\n", 1)[1].strip()
-        + "\n\nThe default threshold separates re-encoded (JPEG q=60) and half-size copies from "
-        "distinct pictures on the models measured (see README, Duplicates); cropped copies "
-        "score lower and need a lower threshold, which also groups more distinct pictures.",
+        description=__doc__.split("\n\n", 1)[1].strip(),
     )
     add_common(p, model=False)
     p.add_argument(
