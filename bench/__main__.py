@@ -195,7 +195,15 @@ def main(argv: list[str] | None = None) -> int:
     }
 
     results["web"] = web.measure(index128, large_queries(), quick)
-    results["speed"] = speed.measure(cache, checkpoint, model, index128, quick=quick, rounds=rounds)
+    results["speed"] = speed.measure(
+        cache,
+        checkpoint,
+        model,
+        index128,
+        quick=quick,
+        rounds=rounds,
+        served=results["web"]["one_shot"],
+    )
 
     sizes = [10_000, 100_000] if quick or args.skip_1m else [10_000, 100_000, 1_000_000]
     results["large"] = large.measure(

@@ -65,8 +65,8 @@ def ensure_model(cache: Path) -> tuple[Path, Path]:
     if not (ckpt / "model.safetensors").exists():
         say("building a random full-size CLIP ViT-B/32 checkpoint")
         build_checkpoint(ckpt)
-    if not (exported / "manifest.json").exists():
-        say("exporting it with `python -m export` (a few minutes, once)")
+    if not _current(exported):
+        say("exporting it with `python -m export` (a few minutes, once per export settings)")
         subprocess.run(
             [
                 sys.executable,
@@ -82,3 +82,15 @@ def ensure_model(cache: Path) -> tuple[Path, Path]:
             stdout=subprocess.DEVNULL,
         )
     return ckpt, exported
+
+
+def _current(exported: Path) -> bool:
+    """Whether `exported` was made with this export's int8 settings (else it is made again)."""
+    from export import quantize
+
+    try:
+        made = json.loads((exported / "manifest.json").read_text())["quantization"]
+    except (OSError, ValueError, KeyError):
+        return False
+    label = "; ".join(f"{t}: {s.label()}" for t, s in quantize.DEFAULTS.items())
+    return made.get("label") == label and "backends" in made

@@ -56,14 +56,13 @@ def candidates(args: argparse.Namespace) -> list[tuple[str, str, Runner]]:
         )
     )
     if backends.installed("openvino"):
-        if other == "openvino":
-            out.append(
-                (
-                    "clipsearch int8 static on openvino",
-                    "int8",
-                    _encoder_runner(args.model, "int8", other, args.threads)[1],
-                )
+        out.append(
+            (
+                f"clipsearch int8 static on {other}",
+                "int8",
+                _encoder_runner(args.model, "int8", other, args.threads)[1],
             )
+        )
         out.append(
             (
                 "clipsearch fp32 on openvino (f32)",

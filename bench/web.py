@@ -165,6 +165,21 @@ def measure(index_dir: Path, captions: list[str], quick: bool = False) -> dict:
     return figures
 
 
+def served_one_shot(index_dir: Path, rounds: int) -> dict:
+    """`one_shot` alone (no load test): start `clipsearch serve`, time the searches, stop it."""
+    scratch = Path(tempfile.mkdtemp(prefix="cs-bench-", dir="/tmp"))  # short: socket paths
+    try:
+        say("one-shot searches through a running `clipsearch serve`")
+        proc, _, env = _start(index_dir, scratch)
+        try:
+            return one_shot(index_dir, env, rounds)
+        finally:
+            proc.terminate()
+            proc.wait(30)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
 def _ms(f: dict) -> str:
     return f"{f['p50_ms']:.1f} / {f['p99_ms']:.1f} ms"
 
