@@ -10,7 +10,8 @@ import json
 import sys
 from pathlib import Path
 
-from bench import endtoend, images, machine, startup, web
+from bench import endtoend, images, machine, startup
+from bench import web as served_bench
 from bench.report import _ok, _table
 from bench.run import run, say
 
@@ -18,7 +19,7 @@ TARGET_MODEL_VS_PEER = 1.0
 TARGET_E2E_VS_PEER = 1.25
 TARGET_E2E_VS_TORCH = 8.0
 TARGET_ONE_SHOT_S = 0.3
-TARGET_SERVED_S, ACCEPT_SERVED_S = web.TARGET_DAEMON_S, web.ACCEPT_DAEMON_S
+TARGET_SERVED_S, ACCEPT_SERVED_S = served_bench.TARGET_DAEMON_S, served_bench.ACCEPT_DAEMON_S
 TARGET_BATCH_COSINE = 0.9995
 
 
@@ -81,7 +82,7 @@ def measure(
         "whole": startup.whole_process(index128, 5 if quick else 15),
         "quick": startup.breakdown(index128, 3 if quick else 5),
         "usual": startup.breakdown(index128, 3 if quick else 5, usual=True),
-        "served": served or web.served_one_shot(index128, 7 if quick else 15),
+        "served": served or served_bench.served_one_shot(index128, 7 if quick else 15),
     }
     manifest = json.loads((model / "manifest.json").read_text())
     return {

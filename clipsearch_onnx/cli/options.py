@@ -36,8 +36,8 @@ def add_backend(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--backend",
         choices=CHOICES,
-        help="what runs the model (default auto: ONNX Runtime for the exported graphs; "
-        "openvino needs the openvino extra)",
+        help="what runs the model (default auto: OpenVINO for images where it is installed and "
+        "the CPU has VNNI or AMX, else ONNX Runtime; openvino needs the openvino extra)",
     )
 
 
