@@ -26,6 +26,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from clipsearch_onnx.segments import member
+
 if TYPE_CHECKING:
     from clipsearch_onnx.catalog import Catalog
     from clipsearch_onnx.filters import Filter
@@ -92,10 +94,12 @@ def pairs_above(
     query_ids: np.ndarray,
     threshold: float,
     nprobe: int = NPROBE,
+    allowed: np.ndarray | None = None,
 ) -> Iterator[tuple[int, int, float]]:
     """(query id, other id, exact cosine) for every other catalogued image scoring at least
     `threshold` with a query row (its stored embedding, catalog id `query_ids[i]`); on IVF,
-    among the `nprobe` lists nearest each query (at most the index's own nprobe)."""
+    among the `nprobe` lists nearest each query (at most the index's own nprobe); with
+    `allowed` (sorted catalog ids), only those."""
     if not hasattr(vectors, "range_search"):
         from clipsearch_onnx.errors import IndexError_
 
@@ -107,13 +111,15 @@ def pairs_above(
     nprobe = min(nprobe, int(vectors.meta.get("nprobe", 1)))
     radius = threshold - (1e-6 if exact else SLACK)
     lims, _, ids = vectors.range_search(queries, radius, nprobe=nprobe)
-    others = np.unique(ids[np.isin(ids, query_ids, invert=True)]).tolist()
+    if allowed is not None:
+        ids = np.where(member(ids, allowed), ids, -1)
+    others = np.unique(ids[np.isin(ids, query_ids, invert=True) & (ids >= 0)]).tolist()
     known = stored_vectors(catalog, embeddings, others)
     known.update((int(i), q) for i, q in zip(query_ids, queries, strict=True))
     for q, qid in enumerate(query_ids.tolist()):
         for other in ids[lims[q] : lims[q + 1]].tolist():
             vector = known.get(other)
-            if other == qid or vector is None:
+            if other == qid or other < 0 or vector is None:
                 continue
             score = float(vector @ queries[q])
             if score >= threshold:
@@ -148,10 +154,11 @@ def find_groups(
     progress: Callable[[int], None] | None = None,
     total: Callable[[int], None] | None = None,
     nprobe: int = NPROBE,
+    where: Filter | None = None,
 ) -> list[Group]:
-    """Every group of near-duplicates in the index at `index_dir`, sorted by first path.
-    `total(n)` is told the images to go through, `progress(n)` how many more were; `nprobe`:
-    see `pairs_above`."""
+    """Every group of near-duplicates in the index at `index_dir`, sorted by first path; with
+    `where`, among the images it allows. `total(n)` is told the images to go through,
+    `progress(n)` how many more were; `nprobe`: see `pairs_above`."""
     from clipsearch_onnx.catalog import Catalog
     from clipsearch_onnx.index import VectorIndex
     from clipsearch_onnx.layout import SHARDS, hold_current
@@ -175,8 +182,13 @@ def find_groups(
 
             sets, scores = _Sets(), {}
             shards = catalog.live_counts()
+            allowed = None
+            if where is not None and where.narrows:
+                from clipsearch_onnx.filters import select
+
+                allowed = np.sort(select(catalog, where).ids)
             if total is not None:
-                total(sum(live for *_, live in shards))
+                total(len(allowed) if allowed is not None else sum(c[3] for c in shards))
             for shard, _name, rows, _live in shards:
                 emb = embeddings(shard)
                 ids = catalog.shard_ids(shard, rows)
@@ -185,6 +197,8 @@ def find_groups(
                 for start in range(0, min(rows, len(emb)), BLOCK):
                     block_ids = ids[start : start + BLOCK]
                     live = block_ids >= 0
+                    if allowed is not None:
+                        live &= member(block_ids, allowed)
                     queries = np.asarray(emb[start : start + len(block_ids)], dtype=np.float32)
                     found = pairs_above(
                         vectors,
@@ -194,6 +208,7 @@ def find_groups(
                         block_ids[live],
                         threshold,
                         nprobe,
+                        allowed,
                     )
                     for a, b, score in found:
                         sets.union(a, b)

@@ -83,6 +83,20 @@ def test_dups_json_reports_exactly_the_copies(photos_with_copies):
     assert plain.stdout.count("group ") == len(want) and want[0][0] in plain.stdout
 
 
+def test_dups_among_the_images_a_filter_allows(photos_with_copies):
+    index, home, want = photos_with_copies
+
+    def groups(*args: str) -> list[list[str]]:
+        proc = run_cli("dups", "--index", index, "--json", *args, home=home)
+        assert proc.returncode == 0, proc.stderr
+        return sorted(g["paths"] for g in json.loads(proc.stdout))
+
+    copies = str(Path(want[0][0]).parent)
+    assert groups("--under", copies) == [g[:2] for g in want]  # the copies folder alone
+    assert groups("--glob", "*.png") == [[g[0], g[2]] for g in want]  # half size + original
+    assert groups("--under", copies, "--glob", "*.jpg") == []
+
+
 def test_search_collapse_shows_one_result_per_group(photos_with_copies):
     index, home, want = photos_with_copies
     original = want[0][-1]  # p01.png (sorted after the copies/ folder)

@@ -17,6 +17,7 @@ import argparse
 import sys
 from typing import Any
 
+from clipsearch_onnx.cli.filters import add_filter_options, filter_from
 from clipsearch_onnx.cli.options import add_common, settings_from
 from clipsearch_onnx.cli.usage import add_command
 from clipsearch_onnx.errors import ExitCode, InputError
@@ -54,6 +55,7 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
         "index, slower)",
     )
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    add_filter_options(p, results=False)
     return p
 
 
@@ -66,6 +68,7 @@ def run(args: argparse.Namespace) -> int:
     from clipsearch_onnx.dups import find_groups
     from clipsearch_onnx.progressbar import Bar
 
+    where = filter_from(args)
     bar = Bar(enabled=not args.quiet, unit="img")
     groups = find_groups(
         settings_from(args).resolved_index_dir(),
@@ -73,6 +76,7 @@ def run(args: argparse.Namespace) -> int:
         total=lambda n: bar.start("comparing", n),
         progress=bar.advance,
         nprobe=args.nprobe,
+        where=where,
     )
     bar.finish()
     if args.json:

@@ -13,12 +13,18 @@ if TYPE_CHECKING:
 SORTS = ("score", "date", "path")  # = filters.SORTS (not imported: the parser stays light)
 
 
-def add_filter_options(p: argparse.ArgumentParser) -> None:
+def add_filter_options(p: argparse.ArgumentParser, *, results: bool = True) -> None:
+    """The filters; with `results`, also --sort and --collapse (a search's)."""
     g = p.add_argument_group(
         "filters",
-        "Only images that pass every filter given can be returned; the search runs among them, "
-        "so -k N still gives N results when N match. The photo's date is EXIF "
-        "DateTimeOriginal, else the file's modification time (local time).",
+        (
+            "Only images that pass every filter given can be returned; the search runs among "
+            "them, so -k N still gives N results when N match. "
+            if results
+            else "Only images that pass every filter given are compared. "
+        )
+        + "The photo's date is EXIF DateTimeOriginal, else the file's modification time "
+        "(local time).",
     )
     g.add_argument("--under", metavar="DIR", help="only images in DIR or its subfolders")
     g.add_argument(
@@ -41,6 +47,8 @@ def add_filter_options(p: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--min-size", metavar="WxH", help="only pictures at least W pixels wide and H high"
     )
+    if not results:
+        return
     g.add_argument(
         "--sort",
         choices=SORTS,
@@ -65,8 +73,9 @@ def filter_from(args: argparse.Namespace) -> Filter | None:
         "before": args.before,
         "min_size": args.min_size,
     }
-    if all(v is None for v in given.values()) and args.sort == "score" and not args.collapse:
+    sort, collapse = getattr(args, "sort", "score"), getattr(args, "collapse", False)
+    if all(v is None for v in given.values()) and sort == "score" and not collapse:
         return None
     from clipsearch_onnx.filters import Filter
 
-    return Filter.parse(**given, sort=args.sort, collapse=args.collapse)
+    return Filter.parse(**given, sort=sort, collapse=collapse)
