@@ -49,11 +49,12 @@ def make_photos(
     return paths
 
 
-def linked(paths: list[Path], dest: Path) -> Path:
-    """A folder of hard links to `paths`, so that a subset can be indexed as a folder."""
+def linked(paths: list[Path], dest: Path, prefix: str = "") -> Path:
+    """A folder of hard links to `paths` (named `prefix` + their names), so that a subset can be
+    indexed as a folder."""
     dest.mkdir(parents=True, exist_ok=True)
     for path in paths:
-        link = dest / path.name
+        link = dest / f"{prefix}{path.name}"
         if not link.exists():
             os.link(path, link)
     return dest

@@ -66,7 +66,9 @@ def measure(
     n = 32 if quick else 96
     photos = images.make_photos(cache / "photos", n)
     web = images.make_photos(cache / "web", max(n, 128), images.WEB_SIZES, seed=1)
-    mixed = images.linked(photos[:n] + web[:n], cache / f"mixed-{2 * n}")
+    # both folders name their files photo_NNNN.jpg: link each under a name of its own
+    mixed = images.linked(photos[:n], cache / f"mixed-{2 * n}", prefix="photo-")
+    images.linked(web[:n], mixed, prefix="web-")
     peer = peer_model(cache, model, cache / "web")
     say("the limit: GEMM microbenchmark")
     gemm = json.loads(
