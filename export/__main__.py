@@ -23,6 +23,9 @@ output folder (manifest.json is written last, after verification):
                                     image tower with static activation scales calibrated on
                                     --calibration DIR (else generated samples), so an image's
                                     vector does not depend on its batch; the text tower dynamic
+  vision.int8.openvino.onnx         written when OpenVINO is installed: OpenVINO's own int8 image
+                                    tower (same calibration, symmetric int8 activations), gated
+                                    on OpenVINO; ONNX Runtime runs vision.int8.onnx
   tokenizer.json, preprocessor_config.json, manifest.json
 
 verification: the runtime's tokenizer and preprocessing must reproduce the checkpoint's own
