@@ -35,14 +35,17 @@ TEXT = "a dog running on the beach"
 async def settle(pilot) -> None:
     """Wait until the app's workers (and the workers they started) are done."""
     app = pilot.app
-    for _ in range(20):
+    quiet = 0
+    for _ in range(40):
         live = [w for w in app.workers if not w.is_cancelled]  # cancelled: replaced by newer
         try:
             await app.workers.wait_for_complete(live)
         except WorkerCancelled:  # cancelled while we waited
             pass
         await pilot.pause()
-        if not any(w.is_running for w in app.workers):
+        # twice in a row: work scheduled after a refresh (the next page) has started by then
+        quiet = quiet + 1 if not any(w.is_running for w in app.workers) else 0
+        if quiet == 2:
             return
     raise AssertionError(f"workers still running: {[w for w in app.workers if w.is_running]}")
 

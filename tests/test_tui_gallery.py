@@ -8,8 +8,9 @@ import stat
 from pathlib import Path
 
 import pytest
-from textual.widgets import Input
+from textual.widgets import Input, Select
 
+from clipsearch_onnx.filters import Filter
 from clipsearch_onnx.settings import Settings
 from clipsearch_tui.app import ClipSearchApp
 from clipsearch_tui.browser import Browser
@@ -193,5 +194,38 @@ def test_the_query_box_takes_the_query_syntax(settings, indexed_collection, monk
         assert [t.result.id for t in tiles(app)] == [r.id for r in want]
         assert [round(t.result.score, 5) for t in tiles(app)] == [round(r.score, 5) for r in want]
         assert " + " in text_of(app, "#message")
+
+    drive(settings, script)
+
+
+def test_f2_filters_narrow_and_sort_the_results_as_the_cli_does(settings):
+    png = Filter.parse(glob="*.png")
+    want = expected(settings, text=TEXT, k=20, where=png)
+    by_path = expected(settings, text=TEXT, k=20, where=Filter.parse(glob="*.png", sort="path"))
+    assert 0 < len(want) < 20 and [r.path for r in by_path] == sorted(r.path for r in want)
+
+    async def script(pilot, app):
+        await type_query(pilot, TEXT)
+        await pilot.press("f2")
+        assert app.focused is app.query_one("#filter-under")  # shown, and the focus is in it
+        app.query_one("#filter-glob", Input).value = "*.png"
+        app.query_one("#filter-glob").focus()
+        await pilot.press("enter")  # applies the filters to the search shown
+        await settle(pilot)
+        assert [t.result.id for t in tiles(app)] == [r.id for r in want]
+        assert f"{len(want)} results for “{TEXT}” · glob *.png" == text_of(app, "#message")
+        app.query_one("#filter-sort", Select).value = "path"
+        await settle(pilot)
+        assert [t.result.path for t in tiles(app)] == [r.path for r in by_path]
+        app.query_one("#filter-after", Input).value = "last tuesday"
+        app.query_one("#filter-after").focus()
+        await pilot.press("enter")
+        await settle(pilot)
+        assert "last tuesday" in text_of(app, "#message")
+        assert app.query_one("#message").has_class("error")
+        assert [t.result.path for t in tiles(app)] == [r.path for r in by_path]  # kept
+        await pilot.press("f2")
+        assert app.focused is app.query_one(QueryBox)
+        assert "the filters still apply: glob *.png, sort path" in text_of(app, "#message")
 
     drive(settings, script)

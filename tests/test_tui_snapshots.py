@@ -94,3 +94,20 @@ def test_launch_without_an_index(snap_compare):
         await settle(pilot)
 
     assert snap_compare(app, terminal_size=(120, 30), run_before=run_before)
+
+
+def test_filter_bar(snap_compare, grid):
+    """F2 shows the filters; a glob applied to the search shown narrows it."""
+
+    async def run_before(pilot) -> None:
+        await querying("a dog running on the beach", "f2")(pilot)
+        pilot.app.query_one("#filter-glob").value = "*.png"
+        pilot.app.query_one("#filter-glob").focus()
+        await pilot.press("enter")
+        await settle(pilot)
+        pilot.app.query_one(StatusLine).took_ms = 12.0
+        for box in pilot.app.query("Input"):
+            box.cursor_blink = False
+        await pilot.pause()
+
+    assert snap_compare(grid, terminal_size=(100, 36), run_before=run_before)

@@ -12,7 +12,7 @@ from textual import work
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.driver import Driver
-from textual.widgets import Footer, Static
+from textual.widgets import Footer, Input, Static
 
 from clipsearch_onnx.errors import ClipSearchError, ExitCode, ImageError, InputError, ModelError
 from clipsearch_onnx.filters import Filter
@@ -20,6 +20,7 @@ from clipsearch_onnx.settings import Settings
 
 from .browser import GRID, Browser
 from .engine import Engine, Page
+from .filterbar import FilterBar, describe
 from .help import HelpScreen
 from .opener import CannotOpen, open_file
 from .paths import display_path
@@ -42,6 +43,7 @@ class ClipSearchApp(App[int]):
         Binding("ctrl+y", "copy_path", "Copy path"),
         Binding("ctrl+o", "open_selected", "Open"),
         Binding("ctrl+g", "toggle_view", "Grid/list"),
+        Binding("f2", "toggle_filters", "Filters"),
         Binding("escape,slash", "focus_query", "Query", show=False),
     ]
 
@@ -68,10 +70,12 @@ class ClipSearchApp(App[int]):
         self.page: Page | None = None  # the results shown
         self.asked = ""  # what the results shown are for, as the message line says it
         self.where: Filter | None = None  # the filters set (F2)
+        self.last_search: tuple[str, Callable[[], Awaitable[Page]]] | None = None
         self.loading_more = False
 
     def compose(self) -> ComposeResult:
         yield QueryBox(placeholder="describe a picture, or type the path of an image", id="query")
+        yield FilterBar(id="filters")
         yield Static("", id="message")
         yield Static("", id="problem")
         yield Browser(graphics=self.graphics, view=self.start_view, id="browser")
@@ -130,7 +134,8 @@ class ClipSearchApp(App[int]):
     # -- queries -------------------------------------------------------------------------------
 
     def on_input_submitted(self, event: QueryBox.Submitted) -> None:
-        self.submit(event.value)
+        if isinstance(event.input, QueryBox):
+            self.submit(event.value)
 
     def submit(self, raw: str) -> None:
         try:
@@ -141,9 +146,13 @@ class ClipSearchApp(App[int]):
         if query is None:
             self.say("type a description or the path of an image first")
             return
-        what = query.describe()
+        self._run(query.describe(), lambda: self.engine.search(self.page_size, query, self.where))
+
+    def _run(self, what: str, call: Callable[[], Awaitable[Page]]) -> None:
+        """Search (`call` reads the filters when it runs: F2 runs the same again)."""
+        self.last_search = (what, call)
         self.say(f"searching for {what}…" if self.loaded else "loading index…")
-        self._search(what, lambda: self.engine.search(self.page_size, query, self.where))
+        self._search(what, call)
 
     @work(exclusive=True, group="query")
     async def _search(self, what: str, call: Callable[[], Awaitable[Page]]) -> None:
@@ -184,7 +193,8 @@ class ClipSearchApp(App[int]):
         self.query_one(StatusLine).took_ms = self.page.took_ms
         found = len(self.page.results)
         more = "" if self.page.complete else " (more as you scroll)"
-        self.say(f"{found} result{'s' if found != 1 else ''} for {self.asked}{more}")
+        among = f" · {describe(self.where)}" if self.where is not None else ""
+        self.say(f"{found} result{'s' if found != 1 else ''} for {self.asked}{among}{more}")
         self.call_after_refresh(self._fill_view)
 
     def _fill_view(self) -> None:
@@ -220,6 +230,28 @@ class ClipSearchApp(App[int]):
         self.say(f"{view} view (ctrl+g switches)")
         self.call_after_refresh(self._fill_view)
 
+    def action_toggle_filters(self) -> None:
+        bar = self.query_one(FilterBar)
+        bar.display = not bar.display
+        if bar.display:
+            bar.query_one(Input).focus()
+        else:
+            self.query_one(QueryBox).focus()
+            if self.where is not None:
+                self.say(f"the filters still apply: {describe(self.where)} (F2 shows them)")
+
+    def on_filter_bar_changed(self, event: FilterBar.Changed) -> None:
+        try:
+            self.where = self.query_one(FilterBar).read()
+        except InputError as exc:
+            self.say(str(exc), error=True)
+            return
+        if self.last_search is not None:
+            self._run(*self.last_search)
+        else:
+            shown = describe(self.where) or "none"
+            self.say(f"filters: {shown}; they apply to the next search")
+
     def action_focus_query(self) -> None:
         self.query_one(QueryBox).focus()
 
@@ -232,8 +264,7 @@ class ClipSearchApp(App[int]):
         box.value = as_term(result.path)
         box.cursor_position = len(box.value)
         what = f"images like {os.path.basename(result.path)}"
-        self.say(f"searching for {what}…")
-        self._search(what, lambda: self.engine.similar(self.page_size, result.id, self.where))
+        self._run(what, lambda: self.engine.similar(self.page_size, result.id, self.where))
 
     def action_copy_path(self) -> None:
         result = self.query_one(Browser).selected

@@ -17,6 +17,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Container, ScrollableContainer, Vertical
 from textual.message import Message
+from textual.widget import Widget
 from textual.widgets import Static
 from textual.worker import get_current_worker
 
@@ -38,6 +39,17 @@ def tile_label(result: Result, width: int) -> Text:
     return Text.assemble((head, "bold"), (score, "dim"), name)
 
 
+class TileLabel(Widget):
+    """The tile's label, fitted to the width it has each time it is drawn."""
+
+    def __init__(self, result: Result) -> None:
+        super().__init__(classes="tile-label")
+        self.result = result
+
+    def render(self) -> Text:
+        return tile_label(self.result, self.size.width)
+
+
 class Tile(Vertical):
     """One result: its thumbnail above its label."""
 
@@ -52,12 +64,7 @@ class Tile(Vertical):
         with Container(classes="thumb-frame"):
             yield self.picture
             yield Static("", classes="thumb-note")
-        yield Static(tile_label(self.result, TILE_WIDTH - 4), classes="tile-label")
-
-    def on_resize(self, event: events.Resize) -> None:
-        self.query_one(".tile-label", Static).update(
-            tile_label(self.result, self.content_region.width)
-        )
+        yield TileLabel(self.result)
 
     def set_thumbnail(self, img: Image.Image | str) -> None:
         self.loaded = True

@@ -20,6 +20,7 @@ KEYS = [
     ("PgUp / PgDn", "a page of results; Home / End in the grid: the first / last one"),
     ("o, ctrl+o", "open the selected image (xdg-open, or macOS's open)"),
     ("ctrl+g", "switch between the grid of thumbnails and the list with details"),
+    ("F2", "show / hide the filters: folder, file names, dates, size, sort, duplicates"),
     ("ctrl+f", "find similar: search with the selected image"),
     ("ctrl+y", "copy the selected image's path (OSC 52; the terminal must allow it)"),
     ("Escape", "in the query box: clear it"),

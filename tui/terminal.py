@@ -2,20 +2,25 @@
 
 from __future__ import annotations
 
+import os
 import select
 import sys
 
 from textual.driver import Driver
 
+from clipsearch_onnx import termgraphics
+
 
 def detect_graphics() -> bool:
     """Whether the terminal speaks Sixel or the Kitty graphics protocol.
 
-    textual-image asks the terminal on import (protocols and cell size) and reads the answers
+    CLIPSEARCH_GRAPHICS=blocks (or none) asks for half blocks. textual-image asks the terminal on import (protocols and cell size) and reads the answers
     from stdin, which Textual takes over once the app runs: call this first.
     """
     if not (_isatty(sys.__stdout__) and _isatty(sys.__stdin__)):
         return False
+    if os.environ.get(termgraphics.ENV, "").strip().lower() in (termgraphics.BLOCKS, "none"):
+        return False  # the user asked for half blocks (as `search --preview` does)
     try:
         from textual_image import renderable, widget  # noqa: F401
     except Exception:  # not installed, or its terminal probe failed (a pty sized 0x0 divides by 0)
