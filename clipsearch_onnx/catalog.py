@@ -26,7 +26,8 @@ CATALOG = "catalog.sqlite"
 @dataclass(frozen=True)
 class Item:
     """One catalogued image. `width`, `height`: the upright full-resolution picture; `taken`:
-    EXIF DateTimeOriginal as 'YYYY-MM-DDTHH:MM:SS' (None when unknown)."""
+    EXIF DateTimeOriginal as 'YYYY-MM-DDTHH:MM:SS' (None when unknown); `fingerprint`: see
+    clipsearch_onnx/fingerprint.py (None when unknown)."""
 
     id: int
     path: str
@@ -39,6 +40,7 @@ class Item:
     width: int | None = None
     height: int | None = None
     taken: str | None = None
+    fingerprint: int | None = None
 
 
 @dataclass(frozen=True)
@@ -54,6 +56,7 @@ class NewItem:
     width: int | None = None
     height: int | None = None
     taken: str | None = None
+    fingerprint: int | None = None
 
     def values(self) -> tuple:
         return (
@@ -66,14 +69,13 @@ class NewItem:
             self.width,
             self.height,
             self.taken,
+            self.fingerprint,
         )
 
 
 def _item(row: tuple) -> Item:
-    i, path, size, mtime_ns, sha256, captions, shard, row_, width, height, taken = row
-    return Item(
-        i, path, size, mtime_ns, sha256, json.loads(captions), shard, row_, width, height, taken
-    )
+    i, path, size, mtime_ns, sha256, captions, shard, row_, *facts = row
+    return Item(i, path, size, mtime_ns, sha256, json.loads(captions), shard, row_, *facts)
 
 
 class Catalog:
@@ -248,13 +250,13 @@ class Catalog:
             if replace_all:
                 self.conn.executemany(
                     "INSERT OR REPLACE INTO images (path, size, mtime_ns, sha256, captions, row, "
-                    "width, height, taken, shard) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    "width, height, taken, fingerprint, shard) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     rows(),
                 )
             else:
                 self.conn.executemany(
                     "INSERT INTO images (path, size, mtime_ns, sha256, captions, row, width, "
-                    "height, taken, shard) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    "height, taken, fingerprint, shard) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     rows(),
                 )
             if expect is not None and count != expect:
@@ -273,12 +275,13 @@ class Catalog:
                 self.conn.execute(
                     "DELETE FROM images WHERE path = ? AND id != ?", (new.path, old_id)
                 )
-                path, size, mtime_ns, sha256, captions, _row, width, height, taken = new.values()
+                path, size, mtime_ns, sha256, captions, _row, *facts = new.values()
                 self.conn.execute(
                     "UPDATE images SET path = ?, size = ?, mtime_ns = ?, sha256 = ?, captions = ?, "
                     "width = coalesce(?, width), height = coalesce(?, height), "
-                    "taken = coalesce(?, taken) WHERE id = ?",
-                    (path, size, mtime_ns, sha256, captions, width, height, taken, old_id),
+                    "taken = coalesce(?, taken), fingerprint = coalesce(?, fingerprint) "
+                    "WHERE id = ?",
+                    (path, size, mtime_ns, sha256, captions, *facts, old_id),
                 )
 
     def record_skipped(self, skipped: Iterable[tuple[str, str]], *, commit: bool = True) -> None:

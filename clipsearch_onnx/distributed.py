@@ -315,6 +315,7 @@ def embed_partition(
             item = NewItem(
                 rel, st and st.st_size, st and st.st_mtime_ns, loaded.sha256,
                 part.captions.get(rel, []), len(items), facts.width, facts.height, facts.taken,
+                loaded.fingerprint,
             )  # fmt: skip
             items.append(shard_line(item))
     result.rows = len(items)

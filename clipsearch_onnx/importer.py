@@ -178,4 +178,5 @@ def _new_items(lines: Iterator[dict[str, Any]], base: str | None) -> Iterator[Ne
             item.get("width"),
             item.get("height"),
             item.get("taken"),
+            item.get("fingerprint"),
         )

@@ -188,6 +188,7 @@ class Indexer:
                             NewItem(
                                 todo.path, todo.size, todo.mtime_ns, outcome.sha256, caps,
                                 len(pending), facts.width, facts.height, facts.taken,
+                                outcome.fingerprint,
                             )
                         )  # fmt: skip
                         if todo.known:
@@ -212,7 +213,7 @@ def shard_line(item: NewItem) -> dict[str, Any]:
         "mtime_ns": item.mtime_ns,
         "sha256": item.sha256,
     }
-    for key in ("width", "height", "taken"):
+    for key in ("width", "height", "taken", "fingerprint"):
         if getattr(item, key) is not None:
             line[key] = getattr(item, key)
     return line

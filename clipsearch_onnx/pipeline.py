@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
 
+from clipsearch_onnx import fingerprint
 from clipsearch_onnx.decode import FileFacts, decode, read_facts, reason
 from clipsearch_onnx.errors import ImageError
 
@@ -66,11 +67,13 @@ REDUCE_FACTOR = 4  # a reduced JPEG decode keeps at least this many pixels per o
 
 @dataclass(frozen=True)
 class Loaded:
-    """One file, read once: its content hash, its model input and its facts."""
+    """One file, read once: its content hash, its model input, its facts and its perceptual
+    fingerprint (clipsearch_onnx/fingerprint.py, from the same decoded pixels)."""
 
     sha256: str
     pixels: np.ndarray  # float32 [3, S, S]
     facts: FileFacts
+    fingerprint: int | None = None
 
 
 def reduce_to(preprocess: Preprocessor) -> Callable[[int, int], tuple[int, int]]:
@@ -97,9 +100,10 @@ def read_bytes(
     size = (decoded.facts.width, decoded.facts.height)
     try:
         pixels = preprocess.pixels(decoded.image, box=decoded.box, size=size)
+        print_ = fingerprint.of_image(decoded.image, decoded.box)
     except Exception as exc:  # noqa: BLE001 - e.g. MemoryError on a huge picture
         raise ImageError(name, reason(exc)) from None
-    return Loaded(hashlib.sha256(data).hexdigest(), pixels, decoded.facts)
+    return Loaded(hashlib.sha256(data).hexdigest(), pixels, decoded.facts, print_)
 
 
 def read_file(

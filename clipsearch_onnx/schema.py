@@ -5,7 +5,7 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-VERSION = 2
+VERSION = 3
 
 _TABLES = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -26,7 +26,8 @@ CREATE TABLE IF NOT EXISTS images (
     row INTEGER NOT NULL,
     width INTEGER,
     height INTEGER,
-    taken TEXT
+    taken TEXT,
+    fingerprint INTEGER
 );
 CREATE INDEX IF NOT EXISTS images_sha256 ON images(sha256);
 CREATE TABLE IF NOT EXISTS skipped (path TEXT PRIMARY KEY, reason TEXT NOT NULL);
@@ -35,7 +36,14 @@ CREATE TABLE IF NOT EXISTS skipped (path TEXT PRIMARY KEY, reason TEXT NOT NULL)
 # DateTimeOriginal 'YYYY-MM-DDTHH:MM:SS'), a lookup of a shard's rows (publishing reads the
 # catalog shard by shard), the folders that were indexed, and where an imported shard came from
 # (the digest of its shard.json, so importing a job again skips what is in already).
-FACTS = (("width", "INTEGER"), ("height", "INTEGER"), ("taken", "TEXT"))
+# Version 3 added `fingerprint` (clipsearch_onnx/fingerprint.py; NULL for images catalogued
+# before, until they are embedded again).
+FACTS = (
+    ("width", "INTEGER"),
+    ("height", "INTEGER"),
+    ("taken", "TEXT"),
+    ("fingerprint", "INTEGER"),
+)
 _ADDED_IN_2 = [
     "CREATE INDEX IF NOT EXISTS images_shard ON images(shard, row)",
     "CREATE TABLE IF NOT EXISTS roots (path TEXT PRIMARY KEY)",

@@ -2,7 +2,8 @@
 
 A shard is a folder holding `embeddings.npy` (float32 [N, D], unit rows; plain .npy, never a
 pickle) and `items.jsonl` (N lines `{"path": ..., "captions": [...]}` in the same order, optionally
-with `size`, `mtime_ns`, `sha256`, `width`, `height`, `taken`). The indexer writes one per
+with `size`, `mtime_ns`, `sha256`, `width`, `height`, `taken`, `fingerprint`: a signed 64-bit
+integer, clipsearch_onnx/fingerprint.py). The indexer writes one per
 committed batch; `clipsearch import` takes shards made anywhere else, alone or as a job folder of
 shards each marked complete by a `shard.json` written last.
 """
@@ -143,7 +144,7 @@ def iter_items(shard: Path) -> Iterator[dict[str, Any]]:
                 captions = item.get("captions", [])
                 if not isinstance(captions, list) or not all(isinstance(c, str) for c in captions):
                     raise ValueError(f'line {number}: "captions" must be a list of strings')
-                for key in ("size", "mtime_ns", "width", "height"):
+                for key in ("size", "mtime_ns", "width", "height", "fingerprint"):
                     if not isinstance(item.get(key) or 0, int):
                         raise ValueError(f'line {number}: "{key}" must be an integer')
                 if not isinstance(item.get("taken") or "", str):
