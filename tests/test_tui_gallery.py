@@ -3,11 +3,13 @@ key over the real index of 24 images and the tiny model."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import stat
 from pathlib import Path
 
 import pytest
+from PIL import Image
 from textual.widgets import Input, Select
 
 from clipsearch_onnx.filters import Filter
@@ -15,8 +17,10 @@ from clipsearch_onnx.settings import Settings
 from clipsearch_tui.app import ClipSearchApp
 from clipsearch_tui.browser import Browser
 from clipsearch_tui.gallery import Gallery, Tile
+from clipsearch_tui.opener import CannotOpen, open_file, viewer_command
 from clipsearch_tui.query import QueryBox
 from clipsearch_tui.results import ResultsTable
+from clipsearch_tui.thumbs import Thumbnails
 from tests.test_tui import TEXT, drive, expected, settle, text_of, type_query
 
 
@@ -229,3 +233,60 @@ def test_f2_filters_narrow_and_sort_the_results_as_the_cli_does(settings):
         assert "the filters still apply: glob *.png, sort path" in text_of(app, "#message")
 
     drive(settings, script)
+
+
+@pytest.mark.filterwarnings("ignore:Image.Image.getdata:DeprecationWarning")  # textual-image's
+def test_graphics_terminals_get_tiles_drawn_by_textual_image(settings):
+    from textual_image.widget import Image as GraphicsPicture
+
+    async def script(pilot, app):
+        await type_query(pilot, TEXT)
+        first = tiles(app)[0]
+        assert isinstance(first.picture, GraphicsPicture) and first.picture.image is not None
+        assert 0 < first.picture.region.width <= first.region.width
+        assert 0 < first.picture.region.height < first.region.height  # the label stays below
+
+    drive(settings, script, graphics=True)
+
+
+def test_a_click_selects_a_tile_and_a_double_click_opens_it(settings, tmp_path, monkeypatch):
+    fake_viewer(tmp_path, tmp_path / "opened.txt")
+    monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("DISPLAY", ":99")
+
+    async def script(pilot, app):
+        await type_query(pilot, TEXT)
+        await pilot.click("#tile-3")
+        assert selected_tiles(app) == [3] and app.focused is app.query_one(Gallery)
+        await pilot.double_click("#tile-4")
+        await settle(pilot)
+        assert selected_tiles(app) == [4]
+
+    drive(settings, script)
+    opened = (tmp_path / "opened.txt").read_text(encoding="utf-8").splitlines()
+    assert opened == [expected(settings, text=TEXT, k=5)[4].path]
+
+
+def test_thumbnails_name_what_cannot_be_shown_and_are_kept(tmp_path):
+    notes = tmp_path / "notes.jpg"
+    notes.write_text("not a picture", encoding="utf-8")
+    photo = tmp_path / "photo.png"
+    Image.new("RGB", (600, 300), (0, 128, 255)).save(photo)
+    thumbs = Thumbnails(keep=1, side=64)
+    assert "not an image" in thumbs.load(str(notes))
+    img = thumbs.load(str(photo))
+    assert img.size == (64, 32) and thumbs.cached(str(photo)) is img
+    assert thumbs.cached(str(notes)) is None  # only `keep` kept
+
+
+def test_opening_without_a_viewer_or_a_file_says_why(tmp_path):
+    photo = tmp_path / "photo.png"
+    photo.write_bytes(b"")
+    with pytest.raises(CannotOpen, match="no graphical session"):
+        viewer_command(photo, {"PATH": "/usr/bin"}, "linux")
+    with pytest.raises(CannotOpen, match="xdg-open is not installed"):
+        viewer_command(photo, {"PATH": str(tmp_path), "WAYLAND_DISPLAY": "wayland-0"}, "linux")
+    with pytest.raises(CannotOpen, match="`open` is not on PATH"):
+        viewer_command(photo, {"PATH": str(tmp_path)}, "darwin")
+    with pytest.raises(CannotOpen, match="the file is gone"):
+        asyncio.run(open_file(tmp_path / "gone.png"))
