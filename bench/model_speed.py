@@ -41,6 +41,21 @@ def _file_runner(path: Path, backend: str, threads: int) -> Runner:
     return lambda px: tower.run({"pixel_values": px})
 
 
+def _bf16_runner(path: Path, threads: int) -> Runner:
+    """The fp32 graph run by OpenVINO in bf16 (AMX / AVX512_BF16), which clipsearch never does
+    by default (its fp32 means fp32): the precision the issue asked to weigh against int8."""
+    import openvino as ov
+
+    config = {
+        "INFERENCE_NUM_THREADS": threads,
+        "PERFORMANCE_HINT": "LATENCY",
+        "INFERENCE_PRECISION_HINT": "bf16",
+        "ENABLE_CPU_PINNING": False,
+    }
+    request = ov.Core().compile_model(str(path), "CPU", config).create_infer_request()
+    return lambda px: np.array(request.infer([px])[0], copy=True)
+
+
 def candidates(args: argparse.Namespace) -> list[tuple[str, str, Runner]]:
     """(name, precision, runner) of every candidate that can run here."""
     from clipsearch_onnx import backends
@@ -70,6 +85,16 @@ def candidates(args: argparse.Namespace) -> list[tuple[str, str, Runner]]:
                 _encoder_runner(args.model, "fp32", "openvino", args.threads)[1],
             )
         )
+        from clipsearch_onnx import cpu
+
+        if cpu.flags() & {"avx512_bf16", "amx_bf16"}:
+            out.append(
+                (
+                    "clipsearch fp32 graph on openvino in bf16",
+                    "bf16",
+                    _bf16_runner(args.model / "vision.onnx", args.threads),
+                )
+            )
         out.append(
             (
                 "peer: NNCF int8 on openvino",
