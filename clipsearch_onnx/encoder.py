@@ -108,7 +108,9 @@ class Encoder:
         """The backend that runs (or will run) `tower`: the one asked for, else `choose`'s."""
         if tower not in self._backends:
             path = Path(self.manifest.tower_name(tower, self.precision))
-            self._backends[tower] = backends.choose(self.backend, tower, path)
+            self._backends[tower] = backends.choose(
+                self.backend, tower, path, self.manifest.gated_backends
+            )
         return self._backends[tower]
 
     @property

@@ -123,6 +123,13 @@ class Manifest:
         logit = float(self.scores["logit_scale"]) * cosine + float(self.scores["logit_bias"])
         return 1.0 / (1.0 + math.exp(-logit)) if logit > -700 else 0.0
 
+    @property
+    def gated_backends(self) -> tuple[str, ...]:
+        """The backends the export checked this model's files on (ONNX Runtime always; others
+        have their figures under their name in the manifest's "fidelity")."""
+        fidelity = self.raw.get("fidelity") or {}
+        return ("onnxruntime", *(b for b in ("openvino",) if b in fidelity))
+
     def tower_path(self, tower: str, precision: str, backend: str | None = None) -> Path:
         """The verified ONNX file of `tower` ('vision'|'text') at `precision` ('int8'|'fp32'),
         as `backend` runs it (its own file where the export wrote one, else the usual)."""

@@ -4,6 +4,7 @@ imported only by its own backend."""
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -62,9 +63,25 @@ def test_auto_depends_on_the_cpu_features(monkeypatch, flags):
     monkeypatch.setattr(cpu, "flags", lambda: frozenset(flags))
     onnx = Path("vision.int8.onnx")
     want = "openvino" if flags & cpu.INT8_DOT and backends.installed("openvino") else "onnxruntime"
-    assert backends.choose("auto", "vision", onnx) == want
+    assert backends.choose("auto", "vision", onnx, backends.BACKENDS) == want
+    # a model the export did not check on OpenVINO stays on ONNX Runtime
+    assert backends.choose("auto", "vision", onnx, ("onnxruntime",)) == "onnxruntime"
     assert backends.choose("auto", "text", Path("text.int8.onnx")) == "onnxruntime"
     assert backends.choose("onnxruntime", "vision", onnx) == "onnxruntime"
+
+
+@needs_openvino
+def test_auto_keeps_a_model_not_checked_on_openvino_on_onnxruntime(
+    exported_model, tmp_path, monkeypatch
+):
+    monkeypatch.setattr(cpu, "flags", lambda: frozenset({"avx2", "amx_int8"}))
+    assert Encoder(Manifest.load(exported_model), "int8").backend_of("vision") == "openvino"
+    model = tmp_path / "model"
+    shutil.copytree(exported_model, model)
+    data = json.loads((model / "manifest.json").read_text())
+    del data["fidelity"]["openvino"], data["backends"]  # as exported without OpenVINO
+    (model / "manifest.json").write_text(json.dumps(data))
+    assert Encoder(Manifest.load(model), "int8").backend_of("vision") == "onnxruntime"
 
 
 @needs_openvino

@@ -17,6 +17,7 @@ none is asked for is decided in `choose`.
 from __future__ import annotations
 
 import importlib.util
+from collections.abc import Collection
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
@@ -52,8 +53,9 @@ def check_name(backend: str) -> str:
     return backend
 
 
-def choose(requested: str, tower: str, path: Path) -> str:
-    """The backend to run the tower graph at `path` with.
+def choose(requested: str, tower: str, path: Path, gated: Collection[str] = (ONNXRUNTIME,)) -> str:
+    """The backend to run the tower graph at `path` with; `gated`: the backends the export
+    checked the model's files on (auto picks no other).
 
     OpenVINO IR (`.xml`) runs on OpenVINO only. An ONNX graph runs on the backend asked for.
     "auto" picks OpenVINO for the image tower where it is installed and the CPU has int8
@@ -76,7 +78,7 @@ def choose(requested: str, tower: str, path: Path) -> str:
         return OPENVINO
     if requested != AUTO:
         return requested
-    if tower == "vision" and cpu.has_int8_dot() and installed(OPENVINO):
+    if tower == "vision" and OPENVINO in gated and cpu.has_int8_dot() and installed(OPENVINO):
         return OPENVINO
     return ONNXRUNTIME
 
