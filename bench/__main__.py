@@ -159,7 +159,8 @@ def main(argv: list[str] | None = None) -> int:
     checkpoint, model = ensure_model(cache)
     say(f"generating {n_images} photo-sized and {n_images} web-sized JPEGs (cached)")
     photos = images.make_photos(cache / "photos", n_images)
-    web = images.make_photos(cache / "web", max(n_images, 128), images.WEB_SIZES, seed=1)
+    # not `web`: that is the module measuring `clipsearch serve`
+    web_pictures = images.make_photos(cache / "web", max(n_images, 128), images.WEB_SIZES, seed=1)
     manifest = json.loads((model / "manifest.json").read_text())
     results: dict = {
         "args": " ".join(
@@ -176,14 +177,17 @@ def main(argv: list[str] | None = None) -> int:
     }
     for title, folder in (
         ("photo-sized JPEGs (1-12 MP)", images.linked(photos, cache / f"photos-{n_images}")),
-        ("web-sized JPEGs (0.2-0.5 MP)", images.linked(web[:n_images], cache / f"web-{n_images}")),
+        (
+            "web-sized JPEGs (0.2-0.5 MP)",
+            images.linked(web_pictures[:n_images], cache / f"web-{n_images}"),
+        ),
     ):
         figures = throughput.measure(checkpoint, model, folder, rounds)
         figures["title"] = title
         results["throughput"].append(figures)
 
     say("text queries on a 128-image index")
-    index128 = query_index(cache, model, web)
+    index128 = query_index(cache, model, web_pictures)
     opened = json.loads(
         run([sys.executable, "-m", "bench.probe", "open", "--index", str(index128)]).stdout
     )
