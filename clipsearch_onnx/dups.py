@@ -8,13 +8,29 @@ re-scores every candidate pair with the stored float32 embeddings, so the scores
 exact on any layout (IVF's 8-bit codes only propose candidates, fetched `SLACK` below the
 threshold; its range search reads the `nprobe` best lists, like a search).
 
-`collapse` gives `search --collapse` its one result per group.
+Cropped copies move an embedding further than re-encoding does (on the small models measured, as
+far as a distinct picture), so a second rule links a pair whose perceptual fingerprints
+(clipsearch_onnx/fingerprint.py, stored at index time) differ in at most FINGERPRINT_BITS bits
+and whose embeddings still score at least CROP_COSINE. Those pairs are found by multi-index
+hashing over the stored fingerprints (`fingerprint.candidate_pairs`), never N x N, and scored
+from the stored embeddings; images indexed before fingerprints existed have none (NULL) and are
+linked by the first rule only.
+
+`collapse` gives `search --collapse` its one result per group, by the same two rules.
 
 DEFAULT_THRESHOLD, measured by bench/duplicates.py (README, "Duplicates"): copies re-encoded as
 JPEG q=60 or resized to half score >= 0.990 with their original on the sensitive tiny checkpoint
 and >= 0.995 on the demo model; distinct pictures <= 0.907 and <= 0.967. 5%-cropped copies score
-0.74 / 0.91: not separable on these two small models. Real CLIP models are commonly used at
+0.53-0.88 / 0.56-0.83 (crops from a side, a corner, all sides, cropped then halved): not
+separable by the embedding on these two small models. Real CLIP models are commonly used at
 0.95-0.97 for near-duplicates, crops included; --threshold sets it.
+
+FINGERPRINT_BITS and CROP_COSINE, measured by the same bench on the tests' natural-ish pictures
+(80, 20 with 8 copies each; sensitive checkpoint): a copy differs from its original in <= 13 bits
+and scores >= 0.53 with it; distinct pictures differ in >= 17 bits (none within 16, so the
+cosine bar is a guard against fingerprint collisions of unrelated pictures, set below the
+lowest copy). On the demo's 96-pixel flat scenes fingerprints do not separate (distinct scenes
+with one layout: 2 bits apart, cosine up to 0.95 on the demo model): see README, Duplicates.
 """
 
 from __future__ import annotations
@@ -37,6 +53,8 @@ DEFAULT_THRESHOLD = 0.98
 BLOCK = 1024  # rows whose neighbours are asked for at once
 SLACK = 0.02  # candidates from an approximate layout are fetched this far below the threshold
 NPROBE = 16  # lists an IVF range search reads per image: a near-duplicate sits in the nearest few
+FINGERPRINT_BITS = 14  # at most this many fingerprint bits apart ...
+CROP_COSINE = 0.5  # ... and at least this cosine: near-duplicates too
 ALL_PAIRS_UPTO = 32  # groups up to this size list every pair's score; larger ones their links
 
 Embeddings = Callable[[int], "np.ndarray | None"]  # shard id -> its memory-mapped embeddings
@@ -124,6 +142,48 @@ def pairs_above(
             score = float(vector @ queries[q])
             if score >= threshold:
                 yield qid, other, score
+
+
+def fingerprints(
+    catalog: Catalog, allowed: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """(catalog ids, fingerprints), int64, of every image that has one (with `allowed`: among
+    those); 16 bytes an image."""
+    ids, prints = [], []
+    cur = catalog.conn.execute("SELECT id, fingerprint FROM images WHERE fingerprint IS NOT NULL")
+    while chunk := cur.fetchmany(65536):
+        at = np.array(chunk, dtype=np.int64)
+        if allowed is not None:
+            at = at[member(at[:, 0], allowed)]
+        ids.append(at[:, 0])
+        prints.append(at[:, 1])
+    if not ids:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    return np.concatenate(ids), np.concatenate(prints)
+
+
+def fingerprint_pairs(
+    catalog: Catalog,
+    embeddings: Embeddings,
+    threshold: float,
+    allowed: np.ndarray | None = None,
+) -> Iterator[tuple[int, int, float]]:
+    """(id, id, exact cosine) of every pair whose fingerprints differ in at most
+    FINGERPRINT_BITS bits and whose stored embeddings score at least CROP_COSINE (or
+    `threshold`, if lower)."""
+    from clipsearch_onnx.fingerprint import candidate_pairs
+
+    bar = min(CROP_COSINE, threshold)
+    ids, prints = fingerprints(catalog, allowed)
+    for a, b, _bits in candidate_pairs(ids, prints, FINGERPRINT_BITS):
+        for start in range(0, len(a), 4096):
+            pa, pb = a[start : start + 4096].tolist(), b[start : start + 4096].tolist()
+            known = stored_vectors(catalog, embeddings, sorted(set(pa) | set(pb)))
+            for x, y in zip(pa, pb, strict=True):
+                if x in known and y in known:
+                    score = float(known[x] @ known[y])
+                    if score >= bar:
+                        yield x, y, score
 
 
 class _Sets:
@@ -215,6 +275,9 @@ def find_groups(
                         scores[(min(a, b), max(a, b))] = score
                     if progress is not None:
                         progress(int(live.sum()))
+            for a, b, score in fingerprint_pairs(catalog, embeddings, threshold, allowed):
+                sets.union(a, b)
+                scores[(a, b)] = score
             return _groups(catalog, embeddings, sets, scores)
         finally:
             catalog.close()
@@ -271,16 +334,18 @@ def collapse(searcher: Searcher, results: list[Result], k: int, f: Filter) -> li
 
     catalog, embeddings = searcher.catalog, searcher._shard_embeddings
     vecs = stored_vectors(catalog, embeddings, [r.id for r in results])
+    prints = {i: item.fingerprint for i, item in catalog.by_ids([r.id for r in results]).items()}
+
+    def near(a: int, b: int) -> bool:
+        score = float(vecs[a] @ vecs[b])
+        return score >= DEFAULT_THRESHOLD or (score >= CROP_COSINE and _close(prints, a, b))
+
     shown: list[Result] = []
     hidden: dict[int, set[int]] = {}
     for r in results:
-        v = vecs.get(r.id)
         owner = None
-        if v is not None:
-            owner = next(
-                (s for s in shown if s.id in vecs and float(vecs[s.id] @ v) >= DEFAULT_THRESHOLD),
-                None,
-            )
+        if r.id in vecs:
+            owner = next((s for s in shown if s.id in vecs and near(s.id, r.id)), None)
         if owner is not None:
             hidden[owner.id].add(r.id)
         elif len(shown) < k:
@@ -290,7 +355,7 @@ def collapse(searcher: Searcher, results: list[Result], k: int, f: Filter) -> li
     if with_vectors:
         queries = np.stack([vecs[i] for i in with_vectors])
         taken = {i for ids in hidden.values() for i in ids} | {s.id for s in shown}
-        near = [
+        linked = [
             (a, b)
             for a, b, _ in pairs_above(
                 searcher.vectors,
@@ -302,9 +367,44 @@ def collapse(searcher: Searcher, results: list[Result], k: int, f: Filter) -> li
             )
             if b not in taken
         ]
-        ok = filters.allowed(catalog, f, [b for _, b in near]) if f.narrows else None
-        for a, b in near:
+        linked += [(a, b) for a, b in _close_in_index(catalog, embeddings, vecs, prints, with_vectors)
+                   if b not in taken]  # fmt: skip
+        ok = filters.allowed(catalog, f, [b for _, b in linked]) if f.narrows else None
+        for a, b in linked:
             if b not in taken and (ok is None or b in ok):
                 hidden[a].add(b)
                 taken.add(b)
     return [replace(s, copies=len(hidden[s.id])) for s in shown]
+
+
+def _close(prints: dict[int, int | None], a: int, b: int) -> bool:
+    from clipsearch_onnx.fingerprint import hamming
+
+    pa, pb = prints.get(a), prints.get(b)
+    if pa is None or pb is None:
+        return False
+    return int(hamming(pa, pb)) <= FINGERPRINT_BITS
+
+
+def _close_in_index(
+    catalog: Catalog,
+    embeddings: Embeddings,
+    vecs: dict[int, np.ndarray],
+    prints: dict[int, int | None],
+    shown: list[int],
+) -> list[tuple[int, int]]:
+    """(shown id, other id) for the images of the index whose fingerprint is within
+    FINGERPRINT_BITS bits of a shown one and whose embedding scores at least CROP_COSINE with it
+    (the index's fingerprints are read once: 16 bytes an image)."""
+    from clipsearch_onnx.fingerprint import hamming
+
+    queries = [(i, p) for i in shown if (p := prints.get(i)) is not None]
+    if not queries:
+        return []
+    ids, all_prints = fingerprints(catalog)
+    found = []
+    for i, p in queries:
+        close = ids[(hamming(all_prints, np.int64(p)) <= FINGERPRINT_BITS) & (ids != i)]
+        others = stored_vectors(catalog, embeddings, close.tolist())
+        found += [(i, o) for o, v in others.items() if float(v @ vecs[i]) >= CROP_COSINE]
+    return found

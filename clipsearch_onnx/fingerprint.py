@@ -20,6 +20,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import numpy as np
+from numpy.typing import ArrayLike
 from PIL import Image
 
 SIZE = 32
@@ -56,7 +57,7 @@ def of_image(image: Image.Image, box: tuple[float, float, float, float] | None =
     return value - (1 << 64) if value >= 1 << 63 else value
 
 
-def hamming(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+def hamming(a: ArrayLike, b: ArrayLike) -> np.ndarray:
     """Bits that differ between fingerprints (int64 arrays, broadcast)."""
     x = np.bitwise_xor(np.asarray(a, np.int64), np.asarray(b, np.int64)).view(np.uint64)
     return np.bitwise_count(x).astype(np.int64)

@@ -45,3 +45,11 @@ def cropped(img: Image.Image, seed: int, fraction: float = 0.05) -> Image.Image:
     dx, dy = round(fraction * img.width), round(fraction * img.height)
     left, top = rng.randint(0, dx), rng.randint(0, dy)
     return img.crop((left, top, img.width - (dx - left), img.height - (dy - top)))
+
+
+def side_cropped(img: Image.Image, side: int, fraction: float = 0.05) -> Image.Image:
+    """`fraction` of the picture cut off one side: 0 left, 1 top, 2 right, 3 bottom."""
+    w, h = img.size
+    dx, dy = round(fraction * w), round(fraction * h)
+    box = [(dx, 0, w, h), (0, dy, w, h), (0, 0, w - dx, h), (0, 0, w, h - dy)][side % 4]
+    return img.crop(box)
