@@ -133,7 +133,7 @@ def _write_json(path: Path, data: Any) -> None:
     tmp = path.with_name(f".tmp-{path.name}-{uuid.uuid4().hex[:8]}")
     try:
         with open(tmp, "w", encoding="utf-8") as fh:
-            json.dump(data, fh, ensure_ascii=False, indent=1)
+            json.dump(data, fh, indent=1)  # ASCII: a skipped name may not be valid UTF-8
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)

@@ -32,6 +32,7 @@ def scan(root: Path) -> Iterator[Found | tuple[str, str]]:
         # relative folder once per folder (os.path.relpath per file was half a 100k-file scan)
         folder = dirpath[len(top) :].lstrip(os.sep).replace(os.sep, "/")
         prefix = f"{folder}/" if folder else ""
+        readable = _utf8(folder)
         for name in sorted(dirnames):
             if is_image_name(name):
                 yield os.path.join(dirpath, name), "is a directory, not an image file"
@@ -39,6 +40,12 @@ def scan(root: Path) -> Iterator[Found | tuple[str, str]]:
             if not is_image_name(name):
                 continue
             path = os.path.join(dirpath, name)
+            if not (readable and _utf8(name)):
+                # The catalog and the shards' JSON hold text, which these bytes are not; the
+                # path is reported with them written as \xNN.
+                shown = path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+                yield shown, "its name is not valid UTF-8; rename it to index it"
+                continue
             try:
                 st = os.stat(path)
             except FileNotFoundError:
@@ -49,3 +56,13 @@ def scan(root: Path) -> Iterator[Found | tuple[str, str]]:
                 yield path, f"cannot stat: {exc.strerror}"
                 continue
             yield Found(path, prefix + name, st.st_size, st.st_mtime_ns)
+
+
+def _utf8(name: str) -> bool:
+    """Whether a file name decoded from the file system is valid UTF-8 (Python keeps other
+    bytes as lone surrogates, which neither SQLite nor JSON as UTF-8 can hold)."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True

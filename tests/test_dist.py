@@ -43,11 +43,14 @@ CRASH_SIZE = 3  # the crash test's partition size (its partition names occur in 
 
 @pytest.fixture(scope="module")
 def photos(tmp_path_factory: pytest.TempPathFactory) -> Flickr:
-    """45 good pictures and four broken files (empty, truncated JPEG, text, random bytes)."""
+    """45 good pictures and four broken files (empty, truncated JPEG, text, random bytes), and a
+    picture whose name is not valid UTF-8 (skipped: the catalog and JSON hold text)."""
     flickr = make_flickr(tmp_path_factory.mktemp("dist"))
     noise = np.random.default_rng(0).integers(0, 256, 3000, dtype=np.uint8).tobytes()
     (flickr.images / "noise.jpg").write_bytes(noise)
     flickr.broken.append(flickr.images / "noise.jpg")
+    with open(os.fsencode(flickr.images) + b"/caf\xe9.jpg", "wb") as fh:
+        fh.write(flickr.good[0].read_bytes())
     return flickr
 
 
@@ -128,6 +131,7 @@ def assert_same_vectors(job: Path, index: Path) -> None:
 def assert_broken_named(stderr: str, photos: Flickr) -> None:
     for path in photos.broken:
         assert f"skipped {path}: " in stderr, stderr
+    assert f"skipped {photos.images}/caf\\xe9.jpg: its name is not valid UTF-8" in stderr
 
 
 def finished(job: Path) -> dict[str, int]:

@@ -24,4 +24,4 @@ def test_search_path_imports_no_heavy_library_up_front():
     ).stdout
     loaded = set(json.loads(out))
     assert "clipsearch_onnx" in loaded
-    assert loaded.isdisjoint({"PIL", "onnxruntime", "faiss", "tokenizers"}), sorted(loaded)
+    assert loaded.isdisjoint({"PIL", "onnxruntime", "faiss", "tokenizers", "ray"}), sorted(loaded)
