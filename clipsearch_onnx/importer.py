@@ -155,13 +155,13 @@ def import_shards(
             report.shards += 1
             report.items += rows
             advance(rows)
-        writer.publish(
+        published = writer.publish(
             index_type=index_type,
             ivf_threshold=ivf_threshold,
             progress=Progress(start=progress, advance=advance),  # sampling, encoding, merging
             memory=memory,
         )
-        report.count = writer.catalog.count()
+        report.count = int(published["count"])  # (the catalog's rows: counting them is O(N))
     return report
 
 

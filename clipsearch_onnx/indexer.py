@@ -100,12 +100,12 @@ class Indexer:
             report.leftovers_cleaned = writer.leftovers_cleaned
             writer.mark_unpublished()
             self._update(root, writer, caption_map, report)
-            writer.publish(
+            published = writer.publish(
                 index_type=self.index_type,
                 ivf_threshold=self.ivf_threshold,
                 progress=PublishProgress(self.progress.start, self.progress.advance),
             )
-            report.count = writer.catalog.count()
+            report.count = int(published["count"])  # the catalog's live rows
         report.seconds = time.monotonic() - started
         return report
 

@@ -229,7 +229,7 @@ def bind(catalog: Catalog, model: Model) -> None:
     meta = catalog.meta()
     recorded = record_from_meta(meta)
     record = model.record
-    if recorded is not None and catalog.count() > 0:
+    if recorded is not None and not catalog.is_empty():
         check(recorded, model)
         if RECORD_KEY in meta and recorded.dir == record.dir:
             return

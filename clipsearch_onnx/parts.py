@@ -26,13 +26,21 @@ class CatalogParts:
         self.catalog = catalog
         self.build = Path(build)
         self.dim = dim
+        self._live: list[tuple[int, str, int, int]] | None = None
+
+    def _live_counts(self) -> list[tuple[int, str, int, int]]:
+        """The catalog's live rows per shard, counted once per publication (a scan of every
+        row: ~1 s at 10M) since the catalog does not change while it publishes."""
+        if self._live is None:
+            self._live = self.catalog.live_counts()
+        return self._live
 
     def counts(self) -> list[tuple[str, int]]:
         """(key, live rows) of every shard with live rows, oldest first. Each shard's file size
         is checked (one stat): publishing reads only shards it has not seen, and a truncated one
         must not go unnoticed."""
         counts = []
-        for _, name, rows, live in self.catalog.live_counts():
+        for _, name, rows, live in self._live_counts():
             path = self.build / SHARDS / name
             try:
                 size = (path / shards.EMBEDDINGS).stat().st_size
@@ -46,7 +54,7 @@ class CatalogParts:
 
     def parts(self, keys: Collection[str] | None = None) -> Iterator[Part]:
         """Those parts (all when None), in `counts()` order; a fresh pass on every call."""
-        for shard_id, name, rows, _live in self.catalog.live_counts():
+        for shard_id, name, rows, _live in self._live_counts():
             if keys is not None and name not in keys:
                 continue
             path = self.build / SHARDS / name

@@ -224,7 +224,7 @@ class Writer:
         """A new build that a failed or interrupted run left with nothing in it goes away, so
         the folder is as it was."""
         try:
-            empty = self.catalog.count() == 0 and not self.catalog.shard_names()
+            empty = self.catalog.is_empty() and not self.catalog.shard_names()
         except sqlite3.Error:
             return
         if empty:
