@@ -65,9 +65,11 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--scale-json",
         type=Path,
+        action="append",
         metavar="PATH",
         help="take the scale part's figures from PATH (the CACHE/scale.json of a `--only scale` "
-        "run, hours at 10M) instead of measuring them; with --render-only too",
+        "run, hours at 10M) instead of measuring them; with --render-only too; repeated, the "
+        "sizes of each file are merged (a later file's size replaces an earlier one's)",
     )
     return p.parse_args(argv)
 
@@ -124,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
         results["large"]["sizes"] = {int(n): f for n, f in results["large"]["sizes"].items()}
         text = report.render(results, levers_section(results["levers"]))
         if args.scale_json:
-            results["scale"] = json.loads(args.scale_json.read_text())
+            results["scale"] = scale.merge(args.scale_json)
         if "scale" in results:
             text += "\n" + "\n".join(scale.render(results["scale"])) + "\n"
         args.out.write_text(text)
@@ -215,8 +217,8 @@ def main(argv: list[str] | None = None) -> int:
     )
 
     if args.scale_json:
-        say(f"scale: the figures of {args.scale_json}")
-        results["scale"] = json.loads(args.scale_json.read_text())
+        say(f"scale: the figures of {', '.join(map(str, args.scale_json))}")
+        results["scale"] = scale.merge(args.scale_json)
     else:
         results["scale"] = scale.measure(cache, model, scale_sizes(args), quick)
 

@@ -221,6 +221,18 @@ def _index_json(index_dir: Path) -> Path:
     return index_dir / "index.json"
 
 
+def merge(paths: list[Path]) -> dict:
+    """The scale figures of several `--only scale` runs (their CACHE/scale.json): every size,
+    a later file's replacing an earlier one's, and each run's load and conditions."""
+    merged: dict = {"sizes": {}, "runs": []}
+    for path in paths:
+        result = json.loads(Path(path).read_text())
+        merged["sizes"].update(result["sizes"])
+        run_ = {k: result.get(k) for k in ("load_start", "load_end", "conditions")}
+        merged["runs"].append({**run_, "sizes": list(result["sizes"])})
+    return merged
+
+
 def _wall_cpu(figures: dict) -> str:
     wall = f"{figures.get('median_s', float('nan')):.2f}"
     return f"{wall} ({figures['cpu_s']:.2f})" if "cpu_s" in figures else wall
@@ -228,8 +240,14 @@ def _wall_cpu(figures: dict) -> str:
 
 def render(result: dict) -> list[str]:
     lines = ["## Scale: 1M to 10M vectors (issue 12)", ""]
-    load = result.get("load_start"), result.get("load_end")
-    lines += [f"Load average (1, 5, 15 min) at start / end: {load[0]} / {load[1]}.", ""]
+    for run_ in result.get("runs", [result]):
+        sizes = ", ".join(f"{int(n):,}" for n in run_.get("sizes", result["sizes"]))
+        load = [[round(x, 1) for x in run_.get(k) or []] for k in ("load_start", "load_end")]
+        note = f" ({run_['conditions']})" if run_.get("conditions") else ""
+        lines.append(
+            f"- {sizes}: load average (1, 5, 15 min) at start {load[0]}, end {load[1]}{note}"
+        )
+    lines.append("")
     lines += [
         "| vectors | type, nlist, nprobe | import s | import peak RssAnon MB | open ms | "
         "one-shot warm s (CPU s) | one-shot cold s (CPU s) | add 1: s / MB | add 10k: s / MB |",
