@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -194,12 +195,32 @@ def test_in_process_partitions_one_at_a_time(photos, exported_model, index_int8,
     assert_broken_named(proc.stderr, photos)
     assert_same_vectors(job, index_int8)
 
+    # imported, the files count as indexed: `clipsearch index` on the folder embeds nothing
+    imported = tmp_path / "imported"
+    assert run_cli("import", job, "--index", imported, "-q", home=tmp_path).returncode == 0
+    proc = run_cli("index", photos.images, "--index", imported, home=tmp_path)
+    assert proc.returncode == 0 and " 0 embedded" in proc.stderr, proc.stderr
+
     # int8 shards are not mixed into an fp32 index
     proc = run_cli(
         "import", job, "--index", tmp_path / "fp32", "--model", exported_model,
         "--precision", "fp32", home=tmp_path,
     )  # fmt: skip
     assert proc.returncode == 3 and "another model or precision" in proc.stderr, proc.stderr
+
+
+def test_a_new_file_re_embeds_only_its_partition(photos, exported_model, tmp_path):
+    shutil.copytree(photos.images, tmp_path / "photos")
+    args = ["embed-shards", tmp_path / "photos", "--out", tmp_path / "job", "--model", exported_model, "--partition-size", "16"]  # fmt: skip
+    assert run_cli(*args, home=tmp_path).returncode == 0
+    before = finished(tmp_path / "job")
+    shutil.copy(photos.good[0], tmp_path / "photos" / "zzz new.jpg")  # sorts last
+    proc = run_cli(*args, home=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "4 partitions, 1 embedded now" in proc.stderr, proc.stderr
+    assert "1 shards in" in proc.stderr and "earlier plan" in proc.stderr
+    after = finished(tmp_path / "job")
+    assert len(set(after) - set(before)) == 1 and all(after[n] == before[n] for n in before)
 
 
 def test_killed_driver_rerun_embeds_only_missing_partitions(
