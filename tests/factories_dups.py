@@ -39,11 +39,14 @@ def half(img: Image.Image) -> Image.Image:
     return img.resize((img.width // 2, img.height // 2), Image.Resampling.LANCZOS)
 
 
-def cropped(img: Image.Image, seed: int, fraction: float = 0.05) -> Image.Image:
-    """`fraction` of the width and of the height cut off, split at random between the sides."""
+def cropped(
+    img: Image.Image, seed: int, fraction: float = 0.05, centred: bool = False
+) -> Image.Image:
+    """`fraction` of the width and of the height cut off, split at random between the sides
+    (`centred`: evenly)."""
     rng = random.Random(seed)
     dx, dy = round(fraction * img.width), round(fraction * img.height)
-    left, top = rng.randint(0, dx), rng.randint(0, dy)
+    left, top = (dx // 2, dy // 2) if centred else (rng.randint(0, dx), rng.randint(0, dy))
     return img.crop((left, top, img.width - (dx - left), img.height - (dy - top)))
 
 
