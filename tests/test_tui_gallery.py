@@ -209,6 +209,7 @@ def test_f2_filters_narrow_and_sort_the_results_as_the_cli_does(settings):
     assert 0 < len(want) < 20 and [r.path for r in by_path] == sorted(r.path for r in want)
 
     async def script(pilot, app):
+        assert text_of(app, "#message") == ""  # the bar's first sort value is no change
         await type_query(pilot, TEXT)
         await pilot.press("f2")
         assert app.focused is app.query_one("#filter-under")  # shown, and the focus is in it

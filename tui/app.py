@@ -242,10 +242,13 @@ class ClipSearchApp(App[int]):
 
     def on_filter_bar_changed(self, event: FilterBar.Changed) -> None:
         try:
-            self.where = self.query_one(FilterBar).read()
+            where = self.query_one(FilterBar).read()
         except InputError as exc:
             self.say(str(exc), error=True)
             return
+        if where == self.where:
+            return  # nothing changed (Textual also reports the sort's first value)
+        self.where = where
         if self.last_search is not None:
             self._run(*self.last_search)
         else:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import select
 import sys
@@ -21,6 +22,9 @@ def detect_graphics() -> bool:
         return False
     if os.environ.get(termgraphics.ENV, "").strip().lower() in (termgraphics.BLOCKS, "none"):
         return False  # the user asked for half blocks (as `search --preview` does)
+    # textual-image logs a warning with a traceback when the terminal does not answer its
+    # cell-size query; with no logging set up Python would print it above the app.
+    logging.getLogger("textual_image").addHandler(logging.NullHandler())
     try:
         from textual_image import renderable, widget  # noqa: F401
     except Exception:  # not installed, or its terminal probe failed (a pty sized 0x0 divides by 0)
