@@ -1,6 +1,6 @@
 """The Ray Data driver of `clipsearch embed-shards --ray`: the only module that imports Ray.
 
-The job's partitions (`distributed.start_job`) become a dataset of partition numbers; an actor
+The job's partitions (`jobs.start_job`) become a dataset of partition numbers; an actor
 pool maps them through `PartitionEmbedder`, a callable class holding one encoder (one ONNX
 session whose intra-op threads are the actor's CPUs). Each call embeds one whole partition with
 `distributed.embed_partition`, which writes its shard under the partition's name on the shared
@@ -23,9 +23,10 @@ from typing import Any
 
 import numpy as np
 
-from clipsearch_onnx import distributed
-from clipsearch_onnx.distributed import Job, PartitionResult
+from clipsearch_onnx import distributed, jobs
+from clipsearch_onnx.distributed import PartitionResult
 from clipsearch_onnx.errors import ClipSearchError, JobError
+from clipsearch_onnx.jobs import Job
 
 LOCAL = "local"
 RETRIES = 3
@@ -46,30 +47,49 @@ class PartitionEmbedder:
     ):
         from clipsearch_onnx.quiet import quiet_libraries
 
-        self.job = distributed.read_job(Path(out))
-        self.encoder = distributed.encoder_for(self.job, threads, backend)
+        self.out, self.threads, self.backend = Path(out), threads, backend
         self.batch_size, self.workers, self.root = batch_size, workers, root
+        self.job: Job | None = None
+        self.encoder: Any = None
         self.quiet = quiet_libraries()
         self.quiet.__enter__()  # an actor's stderr is a log file: keep it for Ray's own lines
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        results = [
-            distributed.embed_partition(
-                self.job,
-                distributed.load_partition(self.job, int(index)),
-                self.encoder,
-                root=self.root,
-                batch_size=self.batch_size,
-                workers=self.workers,
-            )
-            for index in batch["index"]
-        ]
+        rows: dict[str, list[Any]] = {k: [] for k in ("rows", "already", "failures", "error")}
+        for index in batch["index"]:
+            try:
+                result = self._embed(int(index))
+            except ClipSearchError as exc:
+                # The job's own errors (a plan or model a worker cannot read) are not transient:
+                # they go back to the driver as data, not into Ray's retries.
+                result, error = None, json.dumps([type(exc).__name__, str(exc)])
+            else:
+                error = ""
+            rows["rows"].append(result.rows if result else 0)
+            rows["already"].append(bool(result and result.already))
+            rows["failures"].append(json.dumps(result.failures if result else []))
+            rows["error"].append(error)
         return {
             "index": np.asarray(batch["index"]),
-            "rows": np.array([r.rows for r in results]),
-            "already": np.array([r.already for r in results]),
-            "failures": np.array([json.dumps(r.failures) for r in results], dtype=object),
+            "rows": np.array(rows["rows"]),
+            "already": np.array(rows["already"]),
+            "failures": np.array(rows["failures"], dtype=object),
+            "error": np.array(rows["error"], dtype=object),
         }
+
+    def _embed(self, index: int) -> PartitionResult:
+        if self.job is None:
+            self.job = jobs.read_job(self.out)
+            self.encoder = distributed.encoder_for(self.job, self.threads, self.backend)
+        part = jobs.load_partition(self.job, index)
+        return distributed.embed_partition(
+            self.job,
+            part,
+            self.encoder,
+            root=self.root,
+            batch_size=self.batch_size,
+            workers=self.workers,
+        )
 
 
 def connect(address: str) -> None:
@@ -124,7 +144,7 @@ def run(
         ) from None
     todo = []
     for index, name in enumerate(job.names):
-        if distributed.is_done(job, name):
+        if jobs.is_done(job, name):
             yield PartitionResult(name, job.counts[index], already=True)
         else:
             todo.append(index)
@@ -170,6 +190,8 @@ def run(
         try:
             for row in dataset.iter_rows():
                 index = int(row["index"])
+                if row["error"]:
+                    raise _rebuilt(job.names[index], *json.loads(row["error"]))
                 yield PartitionResult(
                     job.names[index],
                     job.counts[index],
@@ -182,6 +204,17 @@ def run(
     finally:
         ray.shutdown()
         sys.stdout = stdout
+
+
+def _rebuilt(name: str, kind: str, message: str) -> ClipSearchError:
+    """A worker's ClipSearchError, as its class where that takes just a message."""
+    from clipsearch_onnx import errors
+
+    found = getattr(errors, kind, None)
+    cls = found if isinstance(found, type) and issubclass(found, ClipSearchError) else JobError
+    if cls is errors.ImageError:
+        cls = JobError
+    return cls(message if name in message else f"partition {name}: {message}")
 
 
 def _unwrap(exc: BaseException) -> ClipSearchError:

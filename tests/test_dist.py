@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from clipsearch_onnx import distributed, shards
+from clipsearch_onnx import distributed, jobs, shards
 from clipsearch_onnx.settings import Settings
 from tests.fixtures_collection import Flickr, cli_env, make_flickr, run_cli, search_json
 
@@ -74,7 +74,7 @@ def index_int8(photos: Flickr, exported_model: Path) -> Path:
 def head(photos: Flickr) -> Iterator[str]:
     """The address of a Ray instance shared by this module's tests. Its workers crash on the
     first attempt at the crash test's second partition (the test hook in `distributed`)."""
-    target = distributed.plan(photos.images, CRASH_SIZE)[0][1].name
+    target = jobs.plan(photos.images, CRASH_SIZE)[0][1].name
     env = cli_env(photos.root, **{distributed.CRASH_ONCE: f"{target}:{photos.root / 'crashed'}"})
     proc = subprocess.Popen(
         [sys.executable, "-c", HEAD], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
@@ -113,7 +113,7 @@ def stored_vectors(index: Path) -> dict[str, np.ndarray]:
 
 
 def job_vectors(job: Path) -> dict[str, np.ndarray]:
-    root = json.loads((job / distributed.JOB).read_text())["root"]
+    root = json.loads((job / jobs.JOB).read_text())["root"]
     out: dict[str, np.ndarray] = {}
     for shard in sorted(job.glob("part-*")):
         emb = np.load(shard / shards.EMBEDDINGS)
@@ -184,7 +184,7 @@ def test_in_process_partitions_one_at_a_time(photos, exported_model, index_int8,
         [sys.executable, "-c", probe], capture_output=True, text=True, env=cli_env(tmp_path)
     )
     assert proc.stdout.split() == ["0", "False", "False"], proc.stderr
-    plan = json.loads((job / distributed.JOB).read_text())["partitions"]
+    plan = json.loads((job / jobs.JOB).read_text())["partitions"]
     assert list(finished(job)) == [plan[2]["name"]]
     first = finished(job)
 
@@ -243,7 +243,7 @@ def test_killed_driver_rerun_embeds_only_missing_partitions(
     assert proc.returncode == -signal.SIGKILL, "the run finished before it could be killed"
     time.sleep(1)  # what the killed driver's actors were writing lands or goes
     before = finished(job)
-    total = len(json.loads((job / distributed.JOB).read_text())["partitions"])
+    total = len(json.loads((job / jobs.JOB).read_text())["partitions"])
     assert 1 <= len(before) < total
 
     rerun = run_cli(*args, home=tmp_path, env=joining(tmp_path))
@@ -260,7 +260,7 @@ def test_a_partition_whose_worker_dies_is_retried_and_written_once(
     photos, exported_model, index_int8, head, tmp_path
 ):
     job = tmp_path / "job"
-    target = distributed.plan(photos.images, CRASH_SIZE)[0][1].name
+    target = jobs.plan(photos.images, CRASH_SIZE)[0][1].name
     proc = run_cli(
         "embed-shards", photos.images, "--out", job, "--model", exported_model, "--ray", head,
         "--partition-size", str(CRASH_SIZE), "--worker-cpus", "1", home=tmp_path,
@@ -268,7 +268,7 @@ def test_a_partition_whose_worker_dies_is_retried_and_written_once(
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     assert (photos.root / "crashed").exists(), "the first attempt did not crash"
-    names = json.loads((job / distributed.JOB).read_text())["partitions"]
+    names = json.loads((job / jobs.JOB).read_text())["partitions"]
     assert sorted(p.name for p in job.iterdir() if p.name.startswith("part-")) == sorted(
         p["name"] for p in names
     )

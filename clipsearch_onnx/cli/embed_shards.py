@@ -79,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from clipsearch_onnx import distributed, models
+    from clipsearch_onnx import jobs, models
     from clipsearch_onnx.captions import read_captions
     from clipsearch_onnx.progressbar import Bar
 
@@ -87,9 +87,9 @@ def _run(args: argparse.Namespace) -> int:
         raise UsageError("--partition runs one partition in this process: drop --ray")
     settings = settings_from(args)
     out = Path(args.out)
-    model = models.resolve(settings.model_dir, settings.precision, distributed.recorded_model(out))
+    model = models.resolve(settings.model_dir, settings.precision, jobs.recorded_model(out))
     captions = read_captions(Path(args.captions))[0] if args.captions else None
-    job = distributed.start_job(
+    job = jobs.start_job(
         out, Path(args.path), model, args.partition_size, captions,
         replan=args.partition is None,
     )  # fmt: skip
@@ -99,17 +99,17 @@ def _run(args: argparse.Namespace) -> int:
     if args.plan:
         print(json.dumps({"job": str(out), "partitions": len(job.names), "images": job.images}))
         return ExitCode.OK
-    stale = distributed.stale_shards(job)
+    stale = jobs.stale_shards(job)
     if stale:
         bar.message(
             f"{len(stale)} shards in {out} are from an earlier plan (the folder changed); "
             "`clipsearch import` takes them too: remove them first if their files are gone"
         )
     if args.partition is None:
-        distributed.clean_leftovers(job)
+        jobs.clean_leftovers(job)
     which = None if args.partition is None else [args.partition]
     if args.partition is not None:
-        distributed.load_partition(job, args.partition)  # an out-of-range I fails here
+        jobs.load_partition(job, args.partition)  # an out-of-range I fails here
     results = _results(args, settings, job, which)
     base = args.worker_root or job.root
     embedded = before = failed = 0
