@@ -49,9 +49,10 @@ _WEIGHTS = (1 << np.arange(BITS - 1, -1, -1, dtype=np.uint64)).astype(np.uint64)
 def of_image(image: Image.Image, box: tuple[float, float, float, float] | None = None) -> int:
     """The fingerprint of a picture (`box`: the region of `image` that holds it, as a reduced
     decode gives it), as a signed 64-bit integer."""
-    small = image.convert("RGB").resize((SIZE, SIZE), Image.Resampling.BOX, box=box)
-    ycc = np.asarray(small.convert("YCbCr"), dtype=np.float64)
-    coeffs = np.einsum("ui,ijc,vj->cuv", _D, ycc, _D)
+    rgb = image if image.mode == "RGB" else image.convert("RGB")
+    small = rgb.resize((SIZE, SIZE), Image.Resampling.BOX, box=box, reducing_gap=2.0)
+    ycc = np.asarray(small.convert("YCbCr"), dtype=np.float64).transpose(2, 0, 1)
+    coeffs = _D @ ycc @ _D.T  # [channel, u, v]
     bits = coeffs[_CH, _U, _V] > 0
     value = int((bits.astype(np.uint64) * _WEIGHTS).sum(dtype=np.uint64))
     return value - (1 << 64) if value >= 1 << 63 else value
