@@ -95,7 +95,7 @@ class Gallery(ScrollableContainer, can_focus=True):
         Binding("pagedown", "page(1)", "Page down", show=False),
         Binding("home", "jump(0)", "First", show=False),
         Binding("end", "jump(-1)", "Last", show=False),
-        Binding("enter,o", "app.open_selected", "Open"),
+        Binding("enter,o", "app.open_selected", "Open", show=False),  # the footer has ^o
     ]
 
     class Chosen(Message):

@@ -49,7 +49,7 @@ class ResultsTable(DataTable):
     """The results as rows; Tab focuses it (the query box's arrow keys move it too), Enter or
     `o` opens the selected file."""
 
-    BINDINGS = [Binding("o", "app.open_selected", "Open")]
+    BINDINGS = [Binding("o", "app.open_selected", "Open", show=False)]  # the footer has ^o
 
     def __init__(self, **kwargs) -> None:
         super().__init__(cursor_type="row", **kwargs)

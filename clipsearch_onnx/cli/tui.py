@@ -16,9 +16,11 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
         subparsers,
         "tui",
         help="the terminal UI",
-        description="Search as you type, with the pictures beside the results. Needs a "
-        "terminal: it reads keys from stdin and draws on stdout (exit code 7 when either is "
-        "not one; 129 when the terminal goes away while it runs).",
+        description="Search with the query syntax of `search`; the results come as a grid "
+        "of thumbnails (ctrl+g: a list beside the selected picture), more as you scroll; "
+        "Enter or o opens one in the picture viewer, F2 sets the filters, F1 lists the keys. "
+        "Needs a terminal: it reads keys from stdin and draws on stdout (exit code 7 when "
+        "either is not one; 129 when the terminal goes away while it runs).",
     )
     add_common(p)
     return p
