@@ -326,6 +326,8 @@ def targets(sizes: dict[int, dict]) -> list[str]:
             f"- {n:,}: one-shot warm <= 1 s: {_wall_cpu(f['one_shot_warm'])} s; "
             f"cold <= 3 s: {_wall_cpu(f['one_shot_cold'])} s (wall, and CPU in brackets)"
         )
+        if "load" in f["one_shot_warm"]:
+            line += f", at load {f['one_shot_warm']['load']:.1f}"
         default = [r for r in f.get("recall", {}).get("sweep", []) if r["default"]]
         if default:
             line += (
