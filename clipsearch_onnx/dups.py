@@ -20,17 +20,19 @@ linked by the first rule only.
 
 DEFAULT_THRESHOLD, measured by bench/duplicates.py (README, "Duplicates"): copies re-encoded as
 JPEG q=60 or resized to half score >= 0.990 with their original on the sensitive tiny checkpoint
-and >= 0.995 on the demo model; distinct pictures <= 0.907 and <= 0.967. 5%-cropped copies score
-0.53-0.88 / 0.56-0.83 (crops from a side, a corner, all sides, cropped then halved): not
-separable by the embedding on these two small models. Real CLIP models are commonly used at
+and >= 0.998 on the demo model; distinct pictures <= 0.911 and <= 0.986 (one pair of demo scenes,
+a white square and a white circle). 5%-cropped copies score from 0.53 / 0.79 (crops off one side,
+all sides, at random, off one side then halved): not separable by the embedding on these two
+small models. Real CLIP models are commonly used at
 0.95-0.97 for near-duplicates, crops included; --threshold sets it.
 
 FINGERPRINT_BITS and CROP_COSINE, measured by the same bench on the tests' natural-ish pictures
-(80, 20 with 8 copies each; sensitive checkpoint): a copy differs from its original in <= 13 bits
-and scores >= 0.53 with it; distinct pictures differ in >= 17 bits (none within 16, so the
-cosine bar is a guard against fingerprint collisions of unrelated pictures, set below the
-lowest copy). On the demo's 96-pixel flat scenes fingerprints do not separate (distinct scenes
-with one layout: 2 bits apart, cosine up to 0.95 on the demo model): see README, Duplicates.
+(sensitive checkpoint): a copy differs from its original in <= 9 bits (13 for 5% off two sides,
+in an earlier run) and scores >= 0.533 with it; distinct pictures differ in >= 17 bits (none
+within 16), so the cosine bar is a guard against fingerprint collisions of unrelated pictures,
+set below the lowest copy. On the demo's 96-pixel flat scenes fingerprints do not separate
+(distinct scenes of one layout: 3 bits apart, cosine up to 0.93 on the demo model): README,
+Duplicates; `fingerprint_bits=0` groups by the embeddings alone.
 """
 
 from __future__ import annotations
@@ -167,15 +169,15 @@ def fingerprint_pairs(
     embeddings: Embeddings,
     threshold: float,
     allowed: np.ndarray | None = None,
+    bits: int = FINGERPRINT_BITS,
 ) -> Iterator[tuple[int, int, float]]:
-    """(id, id, exact cosine) of every pair whose fingerprints differ in at most
-    FINGERPRINT_BITS bits and whose stored embeddings score at least CROP_COSINE (or
-    `threshold`, if lower)."""
+    """(id, id, exact cosine) of every pair whose fingerprints differ in at most `bits` bits
+    and whose stored embeddings score at least CROP_COSINE (or `threshold`, if lower)."""
     from clipsearch_onnx.fingerprint import candidate_pairs
 
     bar = min(CROP_COSINE, threshold)
     ids, prints = fingerprints(catalog, allowed)
-    for a, b, _bits in candidate_pairs(ids, prints, FINGERPRINT_BITS):
+    for a, b, _bits in candidate_pairs(ids, prints, bits):
         for start in range(0, len(a), 4096):
             pa, pb = a[start : start + 4096].tolist(), b[start : start + 4096].tolist()
             known = stored_vectors(catalog, embeddings, sorted(set(pa) | set(pb)))
@@ -215,10 +217,12 @@ def find_groups(
     total: Callable[[int], None] | None = None,
     nprobe: int = NPROBE,
     where: Filter | None = None,
+    fingerprint_bits: int = FINGERPRINT_BITS,
 ) -> list[Group]:
     """Every group of near-duplicates in the index at `index_dir`, sorted by first path; with
     `where`, among the images it allows. `total(n)` is told the images to go through,
-    `progress(n)` how many more were; `nprobe`: see `pairs_above`."""
+    `progress(n)` how many more were; `nprobe`: see `pairs_above`; `fingerprint_bits`: see
+    `fingerprint_pairs` (0: the embeddings alone)."""
     from clipsearch_onnx.catalog import Catalog
     from clipsearch_onnx.index import VectorIndex
     from clipsearch_onnx.layout import SHARDS, hold_current
@@ -275,9 +279,11 @@ def find_groups(
                         scores[(min(a, b), max(a, b))] = score
                     if progress is not None:
                         progress(int(live.sum()))
-            for a, b, score in fingerprint_pairs(catalog, embeddings, threshold, allowed):
-                sets.union(a, b)
-                scores[(a, b)] = score
+            if fingerprint_bits > 0:
+                found = fingerprint_pairs(catalog, embeddings, threshold, allowed, fingerprint_bits)
+                for a, b, score in found:
+                    sets.union(a, b)
+                    scores[(a, b)] = score
             return _groups(catalog, embeddings, sets, scores)
         finally:
             catalog.close()

@@ -6,11 +6,12 @@ each bit is the sign of one low-frequency DCT-II coefficient: luma (u, v < 6) an
 channels (u, v < 4), the DC terms and luma (5, 5) left out. Bits are ordered lowest frequency
 first, so the first 16-bit band holds the steadiest ones (see `candidate_pairs`).
 
-Measured (bench/duplicates.py, README "Duplicates") on the tests' natural-ish pictures (80 of
-them, 20 with copies): a copy differs from its original in at most 13 bits (JPEG q=60: 2, half
-size: 3, 5% crops from one side, a corner or all sides, cropped then halved: 8-13), two distinct
-pictures in at least 17. On the demo's 96-pixel flat scenes it does not separate: distinct scenes
-with the same layout differ in as few as 2 bits, crops of one scene in up to 31.
+Measured (`python -m bench --only dups`, README "Duplicates") on the tests' natural-ish pictures
+(60, 15 with copies): a copy differs from its original in at most 9 bits (JPEG q=60: 3, half size:
+4, 5% crops off one side, all sides, at random, off one side then halved: 7-9; in an earlier run
+with 5% off two sides, 13), two distinct pictures in at least 17. On the demo's 96-pixel flat
+scenes it does not separate: distinct scenes of one layout differ in as few as 3 bits, crops of
+one scene in up to 20.
 
 Stored as a signed 64-bit integer (SQLite's INTEGER).
 """

@@ -70,6 +70,7 @@ def test_the_help_states_the_default_threshold():
     from clipsearch_onnx.cli import dups as cli_dups
 
     assert cli_dups.DEFAULT_THRESHOLD == DEFAULT_THRESHOLD  # the CLI's copy, for a light --help
+    assert cli_dups.FINGERPRINT_BITS == FINGERPRINT_BITS
 
 
 def test_dups_json_reports_exactly_the_copies(photos_with_copies):
@@ -92,6 +93,11 @@ def test_dups_json_reports_exactly_the_copies(photos_with_copies):
     looser = json.loads(run_cli("dups", "--index", index, "--json", "--threshold", "0.5",
                                 home=home).stdout)  # fmt: skip
     assert lowest > 0.99 and len(looser) < len(groups) + 3  # a lower threshold merges distinct ones
+    # without the fingerprints, the embeddings alone: the same groups but most crops left out
+    alone = run_cli("dups", "--index", index, "--json", "--fingerprint-bits", "0", home=home)
+    kept = sorted(g["paths"] for g in json.loads(alone.stdout))
+    assert len(kept) == len(want) and all(set(k) < set(w) for k, w in zip(kept, want, strict=True))
+    assert sum(len(k) for k in kept) < 4 * len(want)  # 5 an original's group with every crop
     plain = run_cli("dups", "--index", index, home=home)
     assert plain.stdout.count("group ") == len(want) and want[0][0] in plain.stdout
 
