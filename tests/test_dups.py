@@ -150,8 +150,11 @@ def _unit(x: np.ndarray) -> np.ndarray:
 @pytest.mark.parametrize("index_type", ["flat", "ivf-sq8"])
 def test_groups_equal_brute_force_on_thousands_of_vectors(index_type, exported_model, tmp_path):
     """3,000 imported vectors with planted near-duplicates (pairs, chains of three whose ends
-    are below the threshold, a group split across shards): the groups equal the connected
-    components of all pairs at or above the threshold, computed by brute force."""
+    are below the threshold, a group split across shards) and fingerprints in items.jsonl
+    (pairs a few bits apart whose vectors score about 0.7, linked; pairs a few bits apart whose
+    vectors are unrelated, not linked; rows without one): the groups equal the connected
+    components of all pairs at or above the threshold or within FINGERPRINT_BITS and at or
+    above CROP_COSINE, computed by brute force."""
     dim = Manifest.load(exported_model).embedding_dim
     rng = np.random.default_rng(5)
     n = 3000
@@ -161,7 +164,16 @@ def test_groups_equal_brute_force_on_thousands_of_vectors(index_type, exported_m
         if a % 12 == 0:
             base[a + 2] = _unit(base[a + 1 : a + 2] + 0.045 * rng.standard_normal((1, dim)))[0]
     base[2999] = _unit(base[600:601] + 0.05 * rng.standard_normal((1, dim)))[0]  # other shard
+    prints = rng.integers(-(2**63), 2**63 - 1, n, dtype=np.int64)
+    for a in range(1000, 1400, 4):  # a + 1: fingerprint 1-7 bits from a's (a crop, say)
+        flips = rng.choice(64, size=1 + a % 7, replace=False)
+        prints[a + 1] = prints[a] ^ np.bitwise_or.reduce(np.left_shift(1, flips)).astype(np.int64)
+        if a < 1200:  # scoring about 0.78: linked; from 1200, unrelated vectors: not linked
+            noise = 0.8 * rng.standard_normal((1, dim)) / np.sqrt(dim)
+            base[a + 1] = _unit(base[a : a + 1] + noise)[0]
     sims = base @ base.T
+    bits = hamming(prints[:, None], prints[None, :])
+    missing = set(range(2000, 2100))  # catalogued without a fingerprint
     threshold = 0.97
     parent = list(range(n))
 
@@ -170,13 +182,17 @@ def test_groups_equal_brute_force_on_thousands_of_vectors(index_type, exported_m
             x = parent[x]
         return x
 
-    for a, b in zip(*np.nonzero(np.triu(sims >= threshold, 1)), strict=True):
-        parent[find(int(a))] = find(int(b))
+    linked = (sims >= threshold) | ((bits <= FINGERPRINT_BITS) & (sims >= CROP_COSINE))
+    for a, b in zip(*np.nonzero(np.triu(linked, 1)), strict=True):
+        if sims[a, b] >= threshold or not {int(a), int(b)} & missing:
+            parent[find(int(a))] = find(int(b))
     components: dict[int, list[str]] = {}
     for i in range(n):
         components.setdefault(find(i), []).append(f"/v/{i:05d}.jpg")
     want = sorted(sorted(c) for c in components.values() if len(c) > 1)
-    assert len(want) > 40 and any(len(c) == 3 for c in want)
+    assert len(want) > 90 and any(len(c) == 3 for c in want)
+    by_print = (bits <= FINGERPRINT_BITS) & (sims < threshold) & (sims >= CROP_COSINE)
+    assert np.triu(by_print, 1).sum() == 50
     assert (sims[np.triu_indices(n, 1)] >= 0.9).sum() < 4 * len(want)  # few pairs near the line
 
     shards = []
@@ -184,7 +200,11 @@ def test_groups_equal_brute_force_on_thousands_of_vectors(index_type, exported_m
         write_shard(
             tmp_path / f"s{part}",
             base[rows.start : rows.stop],
-            [{"path": f"/v/{i:05d}.jpg"} for i in rows],
+            [
+                {"path": f"/v/{i:05d}.jpg"}
+                | ({} if i in missing else {"fingerprint": int(prints[i])})
+                for i in rows
+            ],
         )
         shards.append(tmp_path / f"s{part}")
     import_shards(tmp_path / "index", shards, Manifest.load(exported_model), index_type=index_type)
