@@ -37,6 +37,7 @@ Duplicates; `fingerprint_bits=0` groups by the embeddings alone.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -392,6 +393,22 @@ def _close(prints: dict[int, int | None], a: int, b: int) -> bool:
     return int(hamming(pa, pb)) <= FINGERPRINT_BITS
 
 
+_CACHE: weakref.WeakKeyDictionary[Any, tuple[int, np.ndarray, np.ndarray]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _cached_fingerprints(catalog: Catalog) -> tuple[np.ndarray, np.ndarray]:
+    """`fingerprints(catalog)`, read again only when the catalog changed (SQLite's
+    data_version: a long-lived searcher, e.g. `serve`, reads them once per change)."""
+    version = int(catalog.conn.execute("PRAGMA data_version").fetchone()[0])
+    cached = _CACHE.get(catalog)
+    if cached is None or cached[0] != version:
+        cached = (version, *fingerprints(catalog))
+        _CACHE[catalog] = cached
+    return cached[1], cached[2]
+
+
 def _close_in_index(
     catalog: Catalog,
     embeddings: Embeddings,
@@ -401,13 +418,13 @@ def _close_in_index(
 ) -> list[tuple[int, int]]:
     """(shown id, other id) for the images of the index whose fingerprint is within
     FINGERPRINT_BITS bits of a shown one and whose embedding scores at least CROP_COSINE with it
-    (the index's fingerprints are read once: 16 bytes an image)."""
+    (the index's fingerprints are held in memory: 16 bytes an image)."""
     from clipsearch_onnx.fingerprint import hamming
 
     queries = [(i, p) for i in shown if (p := prints.get(i)) is not None]
     if not queries:
         return []
-    ids, all_prints = fingerprints(catalog)
+    ids, all_prints = _cached_fingerprints(catalog)
     found = []
     for i, p in queries:
         close = ids[(hamming(all_prints, np.int64(p)) <= FINGERPRINT_BITS) & (ids != i)]
