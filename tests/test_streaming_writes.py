@@ -19,6 +19,7 @@ from PIL import Image
 from clipsearch_onnx.catalog import Catalog
 from clipsearch_onnx.encoder import Encoder
 from clipsearch_onnx.errors import InputError
+from clipsearch_onnx.fingerprint import of_image
 from clipsearch_onnx.importer import import_shards
 from clipsearch_onnx.indexer import Indexer
 from clipsearch_onnx.manifest import Manifest
@@ -191,6 +192,14 @@ def facts_of(index: Path) -> dict[str, tuple]:
         conn.close()
 
 
+def fingerprints_of(index: Path) -> dict[str, int | None]:
+    conn = sqlite3.connect(build_of(index) / "catalog.sqlite")
+    try:
+        return dict(conn.execute("SELECT path, fingerprint FROM images"))
+    finally:
+        conn.close()
+
+
 def test_file_facts_are_recorded_and_back_filled_for_older_catalogs(tmp_path, exported_model):
     photos = tmp_path / "photos"
     dated = exif_jpeg(photos / "dated.jpg", (96, 64), "2021:07:14 09:30:00")
@@ -207,12 +216,15 @@ def test_file_facts_are_recorded_and_back_filled_for_older_catalogs(tmp_path, ex
     assert facts_of(index) == want
     shard = next(build_of(index).glob("shards/*/items.jsonl")).read_text().splitlines()
     assert any('"taken": "2021-07-14T09:30:00"' in line for line in shard)
+    prints = fingerprints_of(index)  # from the pixels decoded for the model
+    assert prints[str(png)] == of_image(Image.open(png)) and len(set(prints.values())) == 3
+    assert all(f'"fingerprint": {prints[json.loads(line)["path"]]}' in line for line in shard)
 
     # a catalog written before the columns existed: readers cope, the next run migrates it and
     # reads the facts from the files' headers without embedding anything
     conn = sqlite3.connect(build_of(index) / "catalog.sqlite")
     with conn:
-        for column in ("width", "height", "taken"):
+        for column in ("width", "height", "taken", "fingerprint"):
             conn.execute(f"ALTER TABLE images DROP COLUMN {column}")
         conn.execute("DROP INDEX images_shard")
         conn.execute("UPDATE meta SET value = '1' WHERE key = 'schema'")
@@ -223,6 +235,11 @@ def test_file_facts_are_recorded_and_back_filled_for_older_catalogs(tmp_path, ex
     report = Indexer(index, encoder).run(photos)
     assert (report.embedded, report.unchanged) == (0, 3)
     assert facts_of(index) == want
+    # fingerprints need a full decode: not back-filled; a file embedded again gets one
+    assert fingerprints_of(index) == dict.fromkeys(want)
+    Image.open(png).transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(png)
+    assert Indexer(index, encoder).run(photos).changed == 1
+    assert fingerprints_of(index)[str(png)] == of_image(Image.open(png))
 
 
 def test_relative_paths_of_a_job_resolve_against_its_root(tmp_path, exported_model):
