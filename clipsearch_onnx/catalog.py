@@ -9,11 +9,13 @@ collection are streamed (iterators, per-shard arrays), never gathered.
 
 from __future__ import annotations
 
+import functools
 import json
 import sqlite3
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -22,6 +24,32 @@ from clipsearch_onnx.errors import IndexCorrupt, IndexNotFound, InputError
 
 CATALOG = "catalog.sqlite"
 CHECK_ROWS = 100_000  # rows an open reads to find a damaged file (see Catalog.open)
+
+R = TypeVar("R")
+
+
+def _damage_named(read: Callable[..., R]) -> Callable[..., R]:
+    """A read of a damaged catalog (SQLite finds it only where it reads: `open` checks a bounded
+    part) raises IndexCorrupt, as `open` does, instead of sqlite3's own error. Locks and other
+    operational errors pass through."""
+
+    @functools.wraps(read)
+    def checked(self: Catalog, *args: Any, **kwargs: Any) -> R:
+        try:
+            return read(self, *args, **kwargs)
+        except sqlite3.DatabaseError as exc:
+            if isinstance(exc, sqlite3.OperationalError):
+                raise
+            raise _damaged(self.path, exc) from exc
+
+    return checked
+
+
+def _damaged(path: Path, exc: Exception) -> IndexCorrupt:
+    return IndexCorrupt(
+        f"the catalog {path} is damaged ({exc}); "
+        "rebuild the index with `clipsearch index PHOTOS --rebuild`"
+    )
 
 
 @dataclass(frozen=True)
@@ -121,15 +149,13 @@ class Catalog:
                 schema.migrate(conn)
             return cls(conn, path)
         except sqlite3.DatabaseError as exc:
-            raise IndexCorrupt(
-                f"the catalog {path} is damaged ({exc}); "
-                "rebuild the index with `clipsearch index PHOTOS --rebuild`"
-            ) from exc
+            raise _damaged(path, exc) from exc
 
     def close(self) -> None:
         self.conn.close()
 
     # -- meta -----------------------------------------------------------------------------------
+    @_damage_named
     def meta(self) -> dict[str, str]:
         return dict(self.conn.execute("SELECT key, value FROM meta"))
 
@@ -162,6 +188,7 @@ class Catalog:
         """Every item, in id order (streamed)."""
         yield from map(_item, self.conn.execute(f"SELECT {self._columns} FROM images ORDER BY id"))
 
+    @_damage_named
     def by_ids(self, ids: Iterable[int]) -> dict[int, Item]:
         ids = [int(i) for i in ids]
         if not ids:
@@ -170,6 +197,7 @@ class Catalog:
         rows = self.conn.execute(f"SELECT {self._columns} FROM images WHERE id IN ({marks})", ids)
         return {item.id: item for item in map(_item, rows)}
 
+    @_damage_named
     def by_sha256(self, digests: Iterable[str]) -> dict[str, Item]:
         found: dict[str, Item] = {}
         for digest in digests:
@@ -180,12 +208,14 @@ class Catalog:
                 found[digest] = _item(row)
         return found
 
+    @_damage_named
     def by_path(self, path: str) -> Item | None:
         row = self.conn.execute(
             f"SELECT {self._columns} FROM images WHERE path = ?", (path,)
         ).fetchone()
         return _item(row) if row else None
 
+    @_damage_named
     def shard_names(self) -> dict[int, str]:
         return dict(self.conn.execute("SELECT id, name FROM shards"))
 
@@ -215,6 +245,7 @@ class Catalog:
         ).fetchone()
         return row is not None
 
+    @_damage_named
     def skipped(self) -> list[tuple[str, str]]:
         return list(self.conn.execute("SELECT path, reason FROM skipped ORDER BY path"))
 

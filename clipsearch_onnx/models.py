@@ -115,7 +115,7 @@ def read_record(index_dir: Path) -> ModelRecord | None:
         return None
     try:
         return record_from_meta(catalog.meta())
-    except (ModelError, sqlite3.DatabaseError):
+    except (ModelError, IndexError_, sqlite3.DatabaseError):
         return None
     finally:
         catalog.close()

@@ -225,7 +225,7 @@ class Writer:
         the folder is as it was."""
         try:
             empty = self.catalog.is_empty() and not self.catalog.shard_names()
-        except sqlite3.Error:
+        except (sqlite3.Error, IndexCorrupt):
             return
         if empty:
             self._close()
