@@ -92,13 +92,15 @@ def shard_count(index_dir: Path) -> int:
 
 def kill_after_shards(proc: subprocess.Popen, index_dir: Path, shards: int) -> bool:
     """SIGKILLs `proc` once `shards` shard folders exist; False if it finished first."""
+    deadline = time.monotonic() + 300  # a run that hangs fails the test instead of stalling it
     while proc.poll() is None:
-        if shard_count(index_dir) >= shards:
+        if shard_count(index_dir) >= shards or time.monotonic() > deadline:
             proc.send_signal(signal.SIGKILL)
-            proc.communicate()
+            proc.communicate(timeout=120)
+            assert time.monotonic() <= deadline, f"no {shards} shards in 300 s"
             return True
         time.sleep(0.002)
-    proc.communicate()
+    proc.communicate(timeout=120)
     return False
 
 

@@ -239,7 +239,7 @@ def test_killed_driver_rerun_embeds_only_missing_partitions(
     while proc.poll() is None and not finished(job):
         time.sleep(0.01)
     proc.send_signal(signal.SIGKILL)
-    proc.communicate()
+    proc.communicate(timeout=120)
     assert proc.returncode == -signal.SIGKILL, "the run finished before it could be killed"
     time.sleep(1)  # what the killed driver's actors were writing lands or goes
     before = finished(job)

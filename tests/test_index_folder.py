@@ -9,12 +9,15 @@ import random
 import shutil
 import signal
 import sqlite3
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
 
 from clipsearch_onnx import cli, layout
+from clipsearch_onnx.cli.interrupts import GRACE_S
 from clipsearch_onnx.encoder import Encoder
 from clipsearch_onnx.indexer import Indexer
 from clipsearch_onnx.manifest import Manifest
@@ -24,6 +27,7 @@ from tests.fixtures_collection import (
     SLOW_RUN,
     build_of,
     catalog_paths,
+    cli_env,
     default_sigint,
     make_distinct_images,
     shard_count,
@@ -85,9 +89,66 @@ def test_a_first_run_interrupted_at_random_moments_completes_next_time(
             time.sleep(0.002)
         time.sleep(rng.uniform(0, 0.8))
         proc.send_signal(signal.SIGINT if trial % 2 else signal.SIGKILL)
-        proc.communicate()  # its exit code and message are the CLI's (tests/test_cli_e2e.py)
+        # its exit code and message are the CLI's (tests/test_cli_e2e.py); a hang fails here
+        proc.communicate(timeout=120)
         assert index_cli(photos[0].parent, index) == 0, trial
         assert_complete(index, photos)
+
+
+STUCK_DECODER = """
+import sys, threading
+import clipsearch_onnx.pipeline as pipeline
+
+MARK = sys.argv.pop(1)
+read, calls = pipeline._read_safely, [0]
+
+
+def read_then_stick(*args):
+    calls[0] += 1
+    if calls[0] > 8:  # after two batches, a decoding thread waits for what never comes
+        open(MARK, "w").close()
+        threading.Event().wait()
+    return read(*args)
+
+
+pipeline._read_safely = read_then_stick
+from clipsearch_onnx.entry import main
+sys.exit(main())
+"""
+
+
+@pytest.mark.slow
+def test_an_interrupted_run_whose_clean_up_is_stuck_still_ends_and_the_next_run_completes(
+    tmp_path, cli_home, exported_model
+):
+    """A decoding thread that never returns (as one waiting on a lock the interrupted main
+    thread holds) used to keep the process alive for ever after Ctrl-C, joining it; the
+    watchdog ends it GRACE_S later, exit 130 and one line, and the folder is resumable."""
+    photos = make_distinct_images(tmp_path / "photos", [f"s{i:02d}.jpg" for i in range(16)], 63)
+    index, mark = tmp_path / "index", tmp_path / "stuck"
+    launcher = tmp_path / "clipsearch"  # named like the script, as the CLI checks
+    launcher.write_text(STUCK_DECODER, encoding="utf-8")
+    proc = subprocess.Popen(
+        [sys.executable, launcher, mark, "index", photos[0].parent, "--index", index]
+        + ["--model", exported_model, "--quiet", *SLOW_RUN],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=cli_env(cli_home),
+        preexec_fn=default_sigint,
+    )
+    deadline = time.monotonic() + 120
+    while not mark.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert proc.poll() is None, proc.communicate()
+    proc.send_signal(signal.SIGINT)
+    sent = time.monotonic()
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert [line for line in err.splitlines() if line.strip()] == ["clipsearch: interrupted"]
+    assert time.monotonic() - sent >= GRACE_S - 0.5  # it was stuck: the watchdog ended it
+    assert index_cli(photos[0].parent, index) == 0
+    assert_complete(index, photos)
 
 
 # -- --rebuild from any damage ------------------------------------------------------------------
@@ -183,7 +244,7 @@ def test_searches_during_a_rebuild_answer_from_the_previous_index(tmp_path, expo
         assert str(new[0]) not in {r.path for r in during.search(image=new[0], k=16).results}
     finally:
         rebuild.send_signal(signal.SIGCONT)
-    _, err = rebuild.communicate()
+    _, err = rebuild.communicate(timeout=300)
     assert rebuild.returncode == 0, err
 
     after = open_searcher(Settings(index_dir=index))

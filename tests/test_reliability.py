@@ -203,7 +203,7 @@ def test_four_kills_then_a_full_run(tmp_path, exported_model):
         else:
             time.sleep(when)
             proc.send_signal(signal.SIGKILL)
-            proc.communicate()
+            proc.communicate(timeout=120)
         search = run_cli("search", "--queries", "-", "--index", index, home=tmp_path, input=stdin)
         check_answers(search, queries, everything, {q["image"] for q in queries[:4]})
 
@@ -246,10 +246,10 @@ def test_searches_in_a_loop_while_indexing(tmp_path, exported_model):
         finally:
             searcher.close()
         rounds += 1
-    out, err = run.communicate()
+    out, err = run.communicate(timeout=300)
     assert run.returncode == 0, err
     assert "Traceback" not in err
-    out, err = cli_search.communicate()
+    out, err = cli_search.communicate(timeout=300)
     assert cli_search.returncode == 0, err
     assert len(json.loads(out)["results"]) == 10
     assert catalog_paths(index) == sorted(str(p) for p in [*old[5:], *new])

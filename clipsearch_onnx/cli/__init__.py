@@ -11,7 +11,7 @@ from clipsearch_onnx.cli import interrupts
 if interrupts.started_as_command():  # first, so that Ctrl-C while the CLI loads is one line too
     interrupts.exit_on_early_sigint()
 
-from clipsearch_onnx.cli.interrupts import LINE, SigintWatch  # noqa: E402
+from clipsearch_onnx.cli.interrupts import GRACE_S, LINE, SigintWatch, report  # noqa: E402
 from clipsearch_onnx.cli.parser import build_parser  # noqa: E402
 from clipsearch_onnx.errors import ClipSearchError, ExitCode  # noqa: E402
 
@@ -19,10 +19,13 @@ __all__ = ["build_parser", "main"]
 
 
 def main(argv: list[str] | None = None) -> int:
-    with SigintWatch() as sigint:
+    grace = GRACE_S if interrupts.started_as_command() else None
+    with SigintWatch(grace) as sigint:
         try:
             code, message = _run(argv, sigint)
-            if message:
+            if message and code == ExitCode.INTERRUPTED:
+                report(message)
+            elif message:
                 print(message, file=sys.stderr)
             return int(code)
         except KeyboardInterrupt:  # a second Ctrl-C while the first is being reported

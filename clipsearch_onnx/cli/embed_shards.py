@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from clipsearch_onnx.cli.interrupts import LINE
+from clipsearch_onnx.cli import interrupts
 from clipsearch_onnx.cli.options import add_common, settings_from
 from clipsearch_onnx.cli.usage import add_command
 from clipsearch_onnx.errors import ExitCode, UsageError
@@ -125,8 +125,8 @@ def _run(args: argparse.Namespace) -> int:
             bar.advance(result.files)
     except KeyboardInterrupt:
         bar.finish()
-        print(
-            f"{LINE}: finished partitions are kept; run the same command to resume", file=sys.stderr
+        interrupts.report(
+            f"{interrupts.LINE}: finished partitions are kept; run the same command to resume"
         )
         return ExitCode.INTERRUPTED
     bar.finish()

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from clipsearch_onnx.cli.interrupts import LINE
+from clipsearch_onnx.cli import interrupts
 from clipsearch_onnx.cli.options import INDEX_TYPES, add_common, settings_from
 from clipsearch_onnx.cli.usage import add_command
 from clipsearch_onnx.errors import ExitCode
@@ -104,9 +104,8 @@ def _run(args: argparse.Namespace) -> int:
         report = indexer.run(Path(args.path), args.captions, rebuild=args.rebuild)
     except KeyboardInterrupt:
         bar.finish()
-        print(
-            f"{LINE}: finished batches are kept; run the same command to resume",
-            file=sys.stderr,
+        interrupts.report(
+            f"{interrupts.LINE}: finished batches are kept; run the same command to resume"
         )
         return ExitCode.INTERRUPTED
     bar.finish()
