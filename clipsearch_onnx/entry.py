@@ -16,16 +16,22 @@ def main() -> int:
 
         code = daemon.forward(sys.argv[1:])
     except KeyboardInterrupt:
-        from clipsearch_onnx.cli.interrupts import LINE
-        from clipsearch_onnx.errors import ExitCode
-
-        print(LINE, file=sys.stderr)
-        return int(ExitCode.INTERRUPTED)
+        return _interrupted()
     except BrokenPipeError:
         sys.stderr.close()  # `clipsearch search ... | head`: not an error
         return 0
     if code is not None:
         return code
-    from clipsearch_onnx.cli import main as cli_main
-
+    try:  # until the CLI's own handler is in place (the first lines of its package)
+        from clipsearch_onnx.cli import main as cli_main
+    except KeyboardInterrupt:
+        return _interrupted()
     return cli_main()
+
+
+def _interrupted() -> int:
+    from clipsearch_onnx.cli.interrupts import LINE
+    from clipsearch_onnx.errors import ExitCode
+
+    print(LINE, file=sys.stderr)
+    return int(ExitCode.INTERRUPTED)
