@@ -114,6 +114,7 @@ def evaluate(
         batch_size,
         workers,
         decoding=REFERENCE,
+        fingerprints=False,  # eval stores nothing
     ):
         good = [(i, out) for i, out in batch if not isinstance(out, ImageError)]
         skipped += [
