@@ -63,7 +63,9 @@ def run_cli(
 
 
 def start_cli(*args: str | Path, home: Path, **popen) -> subprocess.Popen[str]:
-    """Starts `python -m clipsearch_onnx ARGS` in the background (stdout/stderr piped)."""
+    """Starts `python -m clipsearch_onnx ARGS` in the background (stdout/stderr piped), with
+    SIGINT at its default so that a test can interrupt it (`default_sigint`)."""
+    popen.setdefault("preexec_fn", default_sigint)
     return subprocess.Popen(
         [sys.executable, "-m", "clipsearch_onnx", *map(str, args)],
         stdout=subprocess.PIPE,

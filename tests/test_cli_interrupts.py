@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.fixtures_collection import SLOW_RUN, cli_env, default_sigint
+from tests.fixtures_collection import SLOW_RUN, cli_env, default_sigint, start_cli
 
 LINE = "clipsearch: interrupted"
 
@@ -119,15 +119,10 @@ def test_sigint_during_a_first_index_run_exits_130_with_one_line(
     # interrupts sooner, and at least one of them must land while the run is working.
     for attempt, delay in enumerate((0.3, 0.1, 0.03, 0.01, 0.0)):
         index = tmp_path / f"index{attempt}"
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "clipsearch_onnx", "index", str(indexed_collection.photos)]
-            + ["--index", str(index), "--model", str(exported_model), "--quiet", *SLOW_RUN],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=cli_env(tmp_path),
-            preexec_fn=default_sigint,
-        )
+        proc = start_cli(
+            "index", indexed_collection.photos, "--index", index, "--model", exported_model,
+            "--quiet", *SLOW_RUN, home=tmp_path,
+        )  # fmt: skip
         deadline = time.monotonic() + 60
         while not index.exists() and proc.poll() is None and time.monotonic() < deadline:
             time.sleep(0.002)

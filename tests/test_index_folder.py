@@ -83,7 +83,7 @@ def test_a_first_run_interrupted_at_random_moments_completes_next_time(
         index = tmp_path / f"index{trial}"
         proc = start_cli(
             "index", photos[0].parent, "--index", index, "--model", exported_model, *SLOW_RUN,
-            home=cli_home, preexec_fn=default_sigint,
+            home=cli_home,
         )  # fmt: skip
         while not (index / "write.lock").exists() and proc.poll() is None:
             time.sleep(0.002)
