@@ -9,7 +9,8 @@ is then reported as the interrupt it is.
 
 Before `main` runs (while the CLI itself is being imported) there is nothing to clean up:
 `exit_on_early_sigint` makes a Ctrl-C there print the same line and exit 130 at once. What is
-left is the interpreter's own start-up, before any of this code runs.
+left is the interpreter's own start-up, before any of this code runs; its shutdown, once the
+command is done, is entry.py's.
 
 An interrupted command must also end. The KeyboardInterrupt can land anywhere in the main thread,
 including between a lock's acquire and the `with`/`try` that would release it (CPython does not
