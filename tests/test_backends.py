@@ -167,3 +167,22 @@ def test_the_export_gates_every_installed_backend(exported_model):
     for tower in ("vision", "text"):
         assert fidelity["openvino"][tower]["fp32"]["min"] >= 0.9999
         assert fidelity["openvino"][tower]["int8"]["min"] >= 0.98
+
+
+@pytest.mark.parametrize("backend", [pytest.param("openvino", marks=needs_openvino), "onnxruntime"])
+def test_a_tower_runs_from_several_threads_at_once(exported_model, backend):
+    """`clipsearch serve` embeds uploads on several query workers at once: each call gets its
+    own input's output (OpenVINO's infer request served one call at a time: "Infer Request is
+    busy", a 500 for concurrent uploads)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    encoder = Encoder(Manifest.load(exported_model), "int8", 1, backend=backend)
+    size = encoder.manifest.image_size
+    rng = np.random.default_rng(5)
+    batches = [rng.standard_normal((4, 3, size, size)).astype(np.float32) for _ in range(6)]
+    alone = [encoder.embed_pixels(b) for b in batches]
+    with ThreadPoolExecutor(6) as pool:
+        for _ in range(5):
+            together = list(pool.map(encoder.embed_pixels, batches))
+            for got, want in zip(together, alone, strict=True):
+                np.testing.assert_allclose(got, want, atol=1e-5)

@@ -8,6 +8,7 @@ full-size int8 image tower compiles in ~1.6 s of CPU, loads from the cache in ~0
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -38,7 +39,12 @@ class OpenVinoTower:
             compiled = core.compile_model(str(path), "CPU", config)
         except Exception as exc:  # OpenVINO raises RuntimeError for everything
             raise ModelError(f"cannot load {path} with OpenVINO: {exc}") from exc
-        self.request = compiled.create_infer_request()
+        # An infer request serves one call at a time (a second thread's infer() raises "Infer
+        # Request is busy", and its output buffer is overwritten by the next call), while the
+        # compiled model hands out requests to any thread: one request per calling thread
+        # (`clipsearch serve` embeds uploads on several query workers at once).
+        self.compiled = compiled
+        self._local = threading.local()
         # a port can carry several tensor names (OpenVINO merges an input with what aliases it)
         self.inputs = [port.get_names() for port in compiled.inputs]
 
@@ -47,6 +53,9 @@ class OpenVinoTower:
         for names in self.inputs:
             (name,) = names & feeds.keys()
             ordered.append(feeds[name])
-        result = self.request.infer(ordered)
+        request = getattr(self._local, "request", None)
+        if request is None:
+            request = self._local.request = self.compiled.create_infer_request()
+        result = request.infer(ordered)
         # the output buffer belongs to the request and is overwritten by the next call
         return np.array(result[0], copy=True)
