@@ -137,6 +137,31 @@ def test_a_catalogued_file_that_became_a_symlink_out_of_the_folder_is_refused(
     assert client.get(f"/thumb/{ids[str(victim)]}").status_code == 200
 
 
+def test_the_indexed_folder_replaced_by_a_symlink_out_of_it_is_refused(
+    client, web_collection, tmp_path
+):
+    """The folder's real path is the one the server found at start, not wherever the folder
+    points by the time of a request: each catalogued name would be looked up over there."""
+    ids = ids_by_path(client)
+    victim = web_collection.images[3]
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / victim.name).write_bytes(b"a secret that has the name of a catalogued photo")
+    photos = web_collection.photos
+    moved = photos.with_name(photos.name + "-moved")
+    photos.rename(moved)
+    photos.symlink_to(elsewhere)
+    try:
+        for url in (f"/image/{ids[str(victim)]}", f"/thumb/{ids[str(victim)]}"):
+            refused = client.get(url)
+            assert refused.status_code == 403, url
+            assert "outside the indexed folder" in refused.json()["error"]
+    finally:
+        photos.unlink()
+        moved.rename(photos)
+    assert client.get(f"/image/{ids[str(victim)]}").content == victim.read_bytes()
+
+
 def _png(width: int, height: int) -> bytes:
     out = io.BytesIO()
     Image.new("1", (width, height)).save(out, "PNG")

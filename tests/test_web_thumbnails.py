@@ -11,7 +11,7 @@ from PIL import Image
 
 from clipsearch_onnx.search import open_searcher
 from clipsearch_onnx.settings import Settings
-from clipsearch_web.files import open_item
+from clipsearch_web.files import Roots, open_item
 from clipsearch_web.thumbnails import ThumbnailCache
 
 
@@ -21,14 +21,14 @@ def test_the_cache_stays_within_its_budget_and_keeps_what_was_used_last(web_coll
     try:
         ids = sorted(catalog.by_ids(range(1, 200)))[:8]
         cache = ThumbnailCache(tmp_path / "thumbs", max_bytes=1)  # measure one thumbnail first
-        with open_item(catalog, ids[0]) as opened:
+        with open_item(catalog, ids[0], Roots()) as opened:
             first = cache.get(opened, 256)
         with Image.open(io.BytesIO(first)) as img:
             assert img.format == "JPEG" and max(img.size) <= 256
         budget = 3 * len(first) + 100
         cache = ThumbnailCache(tmp_path / "budget", max_bytes=budget)
         for n, item_id in enumerate(ids):
-            with open_item(catalog, item_id) as opened:
+            with open_item(catalog, item_id, Roots()) as opened:
                 cache.get(opened, 256)
             if n == 0:  # the first one stays in use: it must outlive the others
                 keep = next((tmp_path / "budget").glob(f"{item_id}-256-*.jpg"))

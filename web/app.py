@@ -38,7 +38,7 @@ from clipsearch_onnx.filters import Filter
 from clipsearch_onnx.relevance import Cut
 from clipsearch_onnx.search import Searcher
 
-from .files import NotServed, OpenFile, open_item
+from .files import NotServed, OpenFile, Roots, open_item
 from .security import Guard
 from .service import SearchService
 from .thumbnails import SIZES, ThumbnailCache
@@ -226,9 +226,10 @@ class ThumbnailEndpoint(Endpoint):
         if not raw.isdigit() or int(raw) not in SIZES:
             raise Bad(400, f"size must be one of {', '.join(map(str, SIZES))}")
         thumbs: ThumbnailCache = request.app.state.thumbnails
+        roots: Roots = request.app.state.roots
 
         def make(s: Searcher) -> bytes:
-            with open_item(s.catalog, item_id) as opened:
+            with open_item(s.catalog, item_id, roots) as opened:
                 return thumbs.get(opened, int(raw))
 
         data = await self.work(request, make)
@@ -249,7 +250,8 @@ class ImageEndpoint(Endpoint):
 
     async def get(self, request: Request) -> Response:
         item_id = _item_id(request)
-        opened = await self.work(request, lambda s: open_item(s.catalog, item_id))
+        roots: Roots = request.app.state.roots
+        opened = await self.work(request, lambda s: open_item(s.catalog, item_id, roots))
         kind = mimetypes.guess_type(opened.real_path)[0] or ""
         headers = {"content-length": str(opened.st.st_size), "cache-control": "private"}
         if not kind.startswith("image/"):
@@ -305,5 +307,8 @@ def create_app(
     app.state.service = service
     app.state.thumbnails = thumbnails
     app.state.limits = limits
+    # the indexed folders' real paths as they are now, before any request (files.Roots)
+    app.state.roots = roots = Roots()
+    service.pool.submit(service.run, lambda s: roots.of(s.catalog)).result()
     app.state.pages = {name: (STATIC / name).read_bytes() for name in ["index.html", *PAGES]}
     return Guard(app, token)

@@ -3,15 +3,17 @@
 Nothing from the request names a path: the id is looked up in the catalog, and the file is served
 only if it still lies inside the indexed folder once every symlink is resolved. A photo that has
 since been replaced by a symlink to ~/.ssh/id_rsa, or a folder replaced by a symlink to /etc, is
-refused. The check and the read use the same open file descriptor (opened without following a
-final symlink, and its real path read back from /proc), so the file cannot be swapped between
-them.
+refused, and so is the indexed folder itself replaced by a symlink: its real path is pinned the
+first time a server resolves it (`Roots`, at start), not resolved again for every request. The
+check and the read use the same open file descriptor (opened without following a final symlink,
+and its real path read back from /proc), so the file cannot be swapped between them.
 """
 
 from __future__ import annotations
 
 import os
 import stat
+import threading
 from dataclasses import dataclass
 
 from clipsearch_onnx.catalog import Catalog, Item
@@ -51,8 +53,8 @@ class OpenFile:
         self.close()
 
 
-def indexed_roots(catalog: Catalog) -> list[str]:
-    """The folders the catalogued files must stay inside, as real paths: those given to
+def indexed_folders(catalog: Catalog) -> list[str]:
+    """The folders the catalogued files must stay inside, as catalogued: those given to
     `clipsearch index`. A catalog without them (imported shards only, or older than the record)
     falls back to the deepest folder holding every catalogued file: the lexically first and last
     paths share exactly the prefix all paths share, and both come from the path index."""
@@ -62,7 +64,29 @@ def indexed_roots(catalog: Catalog) -> list[str]:
         if low is None:
             return []
         roots = [os.path.commonpath([os.path.dirname(low), os.path.dirname(high)])]
-    return [os.path.realpath(root) for root in roots]
+    return roots
+
+
+class Roots:
+    """The indexed folders' real paths, each pinned the first time it is resolved. Resolving the
+    folder again for every request would follow it wherever it points by then: a photo folder
+    replaced by a symlink to the home folder would have every catalogued name looked up there.
+    A folder that now resolves elsewhere than it was pinned to is no longer served from (until
+    the server restarts)."""
+
+    def __init__(self) -> None:
+        self._pinned: dict[str, str] = {}
+        self._lock = threading.Lock()
+
+    def of(self, catalog: Catalog) -> list[str]:
+        real = []
+        for folder in indexed_folders(catalog):
+            now = os.path.realpath(folder)
+            with self._lock:
+                pinned = self._pinned.setdefault(folder, now)
+            if now == pinned:
+                real.append(now)
+        return real
 
 
 def _inside(path: str, roots: list[str]) -> bool:
@@ -76,7 +100,7 @@ def _fd_path(fd: int) -> str | None:
         return None
 
 
-def open_item(catalog: Catalog, item_id: int) -> OpenFile:
+def open_item(catalog: Catalog, item_id: int, roots: Roots) -> OpenFile:
     """The catalogued file `item_id`, opened for reading, or NotServed saying why not."""
     item = catalog.by_ids([item_id]).get(item_id)
     if item is None:
@@ -84,9 +108,8 @@ def open_item(catalog: Catalog, item_id: int) -> OpenFile:
     path = item.path
     if not os.path.isabs(path) or os.path.normpath(path) != path:
         raise NotServed(403, f"image {item_id} has no plain absolute path in the catalog")
-    roots = indexed_roots(catalog)
     real = os.path.realpath(path)
-    if not _inside(real, roots):
+    if not _inside(real, roots.of(catalog)):
         raise NotServed(403, f"image {item_id} now resolves outside the indexed folder")
     flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
     try:
