@@ -25,7 +25,8 @@ output folder (manifest.json is written last, after verification):
                                     vector does not depend on its batch; the text tower dynamic
   vision.int8.openvino.onnx         written when OpenVINO is installed: OpenVINO's own int8 image
                                     tower (same calibration, symmetric int8 activations), gated
-                                    on OpenVINO; ONNX Runtime runs vision.int8.onnx
+                                    on OpenVINO (left out if below --min-int8-cosine: OpenVINO
+                                    then runs vision.int8.onnx); ONNX Runtime runs vision.int8.onnx
   tokenizer.json, preprocessor_config.json, manifest.json
 
 verification: the runtime's tokenizer and preprocessing must reproduce the checkpoint's own

@@ -130,6 +130,8 @@ def _export_into(
                 layout.lay_out(work / name, optimise=tower == "text")
     with step("verifying against PyTorch"):
         fidelity = verify.check(work, ckpt, manifest.PRECISIONS, thresholds, backend_files)
+    for miss in fidelity.get("rejected", []):
+        _drop_backend_file(work, backend_files, backend_settings, miss, fidelity)
     for tower in ("vision", "text"):
         f, q = fidelity[tower]["fp32"], fidelity[tower]["int8"]
         say(
@@ -169,6 +171,35 @@ def _calibration_feeds(tower, settings, calib) -> list[dict] | None:
     if tower != "vision" or calib is None:
         raise ExportError(f"static int8 is calibrated for the vision tower only, not {tower}")
     return calib.feeds
+
+
+def _drop_backend_file(
+    work: Path, backend_files: dict, backend_settings: dict, miss: dict, fidelity: dict
+) -> None:
+    """Leave out a backend's own file that missed the fidelity gate (verify.check measured the
+    usual file on that backend instead): that backend then runs the usual file."""
+    backend, precision, tower, name = (miss[k] for k in ("backend", "precision", "tower", "file"))
+    for path in work.iterdir():
+        if path.name == name or path.name.startswith(name + "."):  # and its weights (NAME.data)
+            path.unlink()
+    towers = backend_files[backend][precision]
+    del towers[tower]
+    if not towers:
+        del backend_files[backend][precision]
+    if not backend_files[backend]:
+        del backend_files[backend]
+    if precision == "int8":
+        backend_settings[backend] = {
+            t: s for t, s in backend_settings.get(backend, {}).items() if t != tower
+        }
+        if not backend_settings[backend]:
+            del backend_settings[backend]
+    usual = manifest.PRECISIONS[precision][tower]
+    runs = fidelity[backend][tower][precision]["min"]
+    say(
+        f"{name}: min cosine {miss['min']:.4f} < {miss['limit']} on {backend}, not shipped; "
+        f"{backend} runs {usual} instead (min {runs:.4f})"
+    )
 
 
 def _own_files(backend_files: dict) -> list[dict[str, str]]:
