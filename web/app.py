@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 from starlette.applications import Starlette
 from starlette.endpoints import HTTPEndpoint
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
@@ -275,6 +275,8 @@ def _error(status: int, message: str) -> JSONResponse:
 
 
 async def _on_error(request: Request, exc: Exception) -> Response:
+    if isinstance(exc, ClientDisconnect):  # gone mid-upload: nobody reads this answer
+        return _error(400, "the client closed the connection before the end of the request")
     if isinstance(exc, Bad | NotServed | UploadRefused):
         return _error(exc.status, exc.message)
     if isinstance(exc, HTTPException):
@@ -299,10 +301,10 @@ def create_app(
         Route("/thumb/{item_id:int}", ThumbnailEndpoint),
         Route("/image/{item_id:int}", ImageEndpoint),
     ]
-    handlers: dict[Any, Callable] = {
-        exc: _on_error
-        for exc in (Bad, NotServed, UploadRefused, HTTPException, ClipSearchError, Exception)
-    }
+    # Starlette re-raises what reaches the handler of Exception (after answering 500): a client
+    # that went away is handled as the request errors are, not logged as a server bug.
+    known = (Bad, NotServed, UploadRefused, HTTPException, ClipSearchError, ClientDisconnect)
+    handlers: dict[Any, Callable] = {exc: _on_error for exc in (*known, Exception)}
     app = Starlette(routes=routes, exception_handlers=handlers)
     app.state.service = service
     app.state.thumbnails = thumbnails
