@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import os
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -38,6 +39,7 @@ import numpy as np
 from clipsearch_onnx import fingerprint
 from clipsearch_onnx.decode import FileFacts, decode, read_facts, reason
 from clipsearch_onnx.errors import ImageError
+from clipsearch_onnx.scan import not_a_file
 
 if TYPE_CHECKING:
     from clipsearch_onnx.encoder import Encoder
@@ -122,7 +124,12 @@ def read_file(
     """Reads a file once: its sha256, its preprocessed pixels and its facts (raises ImageError)."""
     try:
         with open(path, "rb") as fh:
+            why = not_a_file(os.fstat(fh.fileno()).st_mode, pipes=True)
+            if why is not None:
+                raise ImageError(path, why)
             data = fh.read()
+    except ImageError:
+        raise
     except Exception as exc:  # noqa: BLE001 - OSError, MemoryError...: this file's problem
         raise ImageError(path, reason(exc)) from None
     return read_bytes(data, path, preprocess, decoding, fingerprints=fingerprints)

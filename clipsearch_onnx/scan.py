@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +25,9 @@ def is_image_name(name: str) -> bool:
 
 def scan(root: Path) -> Iterator[Found | tuple[str, str]]:
     """Yields every image file below `root` (recursively, sorted, symlinked files followed), or a
-    (path, reason) pair for an entry named like an image that is not a readable file."""
+    (path, reason) pair for an entry named like an image that is not a readable file: a folder,
+    a dangling or looping symlink, or anything but a regular file (a FIFO, a socket, a device,
+    also through a symlink), which is never opened."""
     root = Path(os.path.abspath(root))
     top = str(root)
     for dirpath, dirnames, filenames in os.walk(root):
@@ -55,7 +58,31 @@ def scan(root: Path) -> Iterator[Found | tuple[str, str]]:
             except OSError as exc:
                 yield path, f"cannot stat: {exc.strerror}"
                 continue
+            why = not_a_file(st.st_mode)
+            if why is not None:
+                yield path, why
+                continue
             yield Found(path, prefix + name, st.st_size, st.st_mtime_ns)
+
+
+def not_a_file(mode: int, *, pipes: bool = False) -> str | None:
+    """Why a file system entry of this st_mode is not read as an image file, or None for a
+    regular file. Opening a FIFO waits for a writer forever, and a device such as /dev/zero
+    never ends and would fill the memory. `pipes` lets a FIFO through, for a query file named
+    on purpose (`--image <(curl ...)`); a scan never opens one."""
+    if stat.S_ISREG(mode) or (pipes and stat.S_ISFIFO(mode)):
+        return None
+    if stat.S_ISFIFO(mode):
+        kind = "a FIFO"
+    elif stat.S_ISSOCK(mode):
+        kind = "a socket"
+    elif stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        kind = "a device"
+    elif stat.S_ISDIR(mode):
+        kind = "a folder"
+    else:
+        kind = "a special file"
+    return f"not a regular file ({kind})"
 
 
 def _utf8(name: str) -> bool:

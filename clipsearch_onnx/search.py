@@ -197,6 +197,7 @@ class Searcher:
         (clipsearch_onnx.pipeline)."""
         from clipsearch_onnx.decode import reason
         from clipsearch_onnx.pipeline import embed_bytes
+        from clipsearch_onnx.scan import not_a_file
 
         if data is None:
             path = Path(source).expanduser()
@@ -209,6 +210,9 @@ class Searcher:
                 stored = self.vector_of(item.id)
                 if stored is not None:
                     return stored, item.sha256
+            why = not_a_file(stat.st_mode, pipes=True)
+            if why is not None:
+                raise ImageError(path, why)
             try:
                 data = path.read_bytes()
             except OSError as exc:
