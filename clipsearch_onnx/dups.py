@@ -11,8 +11,9 @@ threshold; its range search reads the `nprobe` best lists, like a search).
 Cropped copies move an embedding further than re-encoding does (on the small models measured, as
 far as a distinct picture), so a second rule links a pair whose perceptual fingerprints
 (clipsearch_onnx/fingerprint.py, stored at index time) differ in at most FINGERPRINT_BITS bits
-and whose embeddings still score at least CROP_COSINE. Those pairs are found by multi-index
-hashing over the stored fingerprints (`fingerprint.candidate_pairs`), never N x N, and scored
+and whose embeddings still score at least CROP_COSINE. Those pairs are found by comparing every
+pair of stored fingerprints (`fingerprint.candidate_pairs`, a FAISS binary range search, never an
+N x N matrix; all of them, as `collapse` finds them), and scored
 from the stored embeddings; images indexed before fingerprints existed have none (NULL) and are
 linked by the first rule only.
 

@@ -4,7 +4,7 @@
 The picture (the whole of it, not the model's centre crop) is box-resized to 32 x 32 in YCbCr;
 each bit is the sign of one low-frequency DCT-II coefficient: luma (u, v < 6) and both chroma
 channels (u, v < 4), the DC terms and luma (5, 5) left out. Bits are ordered lowest frequency
-first, so the first 16-bit band holds the steadiest ones (see `candidate_pairs`).
+first.
 
 Measured (`python -m bench --only dups`, README "Duplicates") on the tests' natural-ish pictures
 (60, 15 with copies): a copy differs from its original in at most 9 bits (JPEG q=60: 3, half size:
@@ -26,7 +26,6 @@ from PIL import Image
 
 SIZE = 32
 BITS = 64
-BAND = 16  # bits per band of `candidate_pairs`
 
 
 def _dct(n: int) -> np.ndarray:
@@ -66,44 +65,28 @@ def hamming(a: ArrayLike, b: ArrayLike) -> np.ndarray:
 
 
 def candidate_pairs(
-    ids: np.ndarray, prints: np.ndarray, max_distance: int, block: int = 65536
+    ids: np.ndarray, prints: np.ndarray, max_distance: int, block: int = 8192
 ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """(ids a, ids b, Hamming distance) of pairs a < b whose fingerprints differ in at most
-    `max_distance` bits, found without comparing every pair (multi-index hashing): the 64 bits
-    are cut into 4 bands of 16, and a pair is a candidate when one band differs in at most one
-    bit (every pair within 7 bits is found, by pigeonhole; beyond, the pairs whose differences
-    spread over every band are missed: on the copies measured, none). Each candidate is then
-    checked on all 64 bits. In blocks of `block` images."""
+    """(ids a, ids b, Hamming distance) of every pair a < b whose fingerprints differ in at most
+    `max_distance` bits: a range search of a FAISS binary flat index, which compares every
+    pair with SIMD popcounts, `block` query fingerprints at a time (N^2 / 2 comparisons, never
+    an N x N matrix): 100,000 random fingerprints take 4.4 s, 200,000 13 s on 2 cores. The
+    multi-index hashing used before (1.6-2.1 s at 100,000) guaranteed only the pairs within 7
+    bits: it missed cropped copies 8-14 bits apart whose differences spread over its four 16-bit
+    bands."""
+    import faiss
+
     ids = np.asarray(ids, np.int64)
-    prints = np.asarray(prints, np.int64)
-    unsigned = prints.view(np.uint64)
-    flips = np.array([0] + [1 << b for b in range(BAND)], dtype=np.uint64)
-    for band in range(BITS // BAND):
-        shift = np.uint64(BITS - BAND * (band + 1))
-        keys = (unsigned >> shift) & np.uint64(0xFFFF)
-        order = np.argsort(keys, kind="stable")
-        sorted_keys = keys[order]
-        for start in range(0, len(ids), block):
-            q = np.arange(start, min(start + block, len(ids)))
-            near = (keys[q][:, None] ^ flips[None, :]).ravel()
-            lo = np.searchsorted(sorted_keys, near, "left")
-            hi = np.searchsorted(sorted_keys, near, "right")
-            counts = hi - lo
-            if not counts.sum():
-                continue
-            qa = np.repeat(np.repeat(q, len(flips)), counts)
-            runs = np.repeat(lo - np.cumsum(counts) + counts, counts) + np.arange(counts.sum())
-            qb = order[runs]
-            keep = ids[qa] < ids[qb]
-            qa, qb = qa[keep], qb[keep]
-            # a pair near in several bands is reported by the first of them only
-            for earlier in range(band):
-                s = np.uint64(BITS - BAND * (earlier + 1))
-                ka = (unsigned[qa] >> s) & np.uint64(0xFFFF)
-                kb = (unsigned[qb] >> s) & np.uint64(0xFFFF)
-                first = np.bitwise_count(ka ^ kb) > 1
-                qa, qb = qa[first], qb[first]
-            dist = hamming(prints[qa], prints[qb])
-            ok = dist <= max_distance
-            if ok.any():
-                yield ids[qa[ok]], ids[qb[ok]], dist[ok]
+    codes = np.ascontiguousarray(np.asarray(prints, np.int64)).view(np.uint8).reshape(-1, 8)
+    if not len(ids) or max_distance < 0:
+        return
+    index = faiss.IndexBinaryFlat(BITS)
+    index.add(codes)
+    for start in range(0, len(ids), block):
+        stop = min(start + block, len(ids))
+        # strictly below the radius: at most max_distance bits
+        lims, dist, found = index.range_search(codes[start:stop], max_distance + 1)
+        qa = np.repeat(np.arange(start, stop), np.diff(lims).astype(np.int64))
+        keep = ids[qa] < ids[found]
+        if keep.any():
+            yield ids[qa[keep]], ids[found[keep]], dist[keep].astype(np.int64)

@@ -143,6 +143,42 @@ def test_search_collapse_shows_one_result_per_group(photos_with_copies):
     assert filtered[0]["path"] == original and filtered[0]["copies"] == 3
 
 
+def _spread_flips(rng: np.random.Generator, n: int) -> np.ndarray:
+    """`n` (8-16) bit positions of a 64-bit fingerprint, at least two in each 16-bit quarter."""
+    per = [2, 2, 2, 2]
+    for q in rng.choice(4, size=n - 8):
+        per[q] += 1
+    return np.concatenate(
+        [16 * q + rng.choice(16, size=k, replace=False) for q, k in enumerate(per)]
+    )
+
+
+def test_candidate_pairs_finds_every_pair_within_the_distance():
+    """Every pair within the distance, however its differing bits are spread: pairs 8-14 bits
+    apart with at least two in each 16-bit quarter (a 5% crop of a flat graphic measured 12:
+    3, 3, 2, 4), which the multi-index hashing used before (a quarter within one bit) missed."""
+    rng = np.random.default_rng(3)
+    prints = rng.integers(-(2**63), 2**63 - 1, 3000, dtype=np.int64)
+    for a in range(0, 200, 2):
+        mask = np.bitwise_or.reduce(np.left_shift(1, _spread_flips(rng, 8 + a % 7)))
+        prints[a + 1] = prints[a] ^ mask.astype(np.int64)
+    ids = np.arange(len(prints)) * 3 + 7  # catalog ids need not be positions
+    bits = hamming(prints[:, None], prints[None, :])
+    for distance in (0, 7, FINGERPRINT_BITS, 20):
+        want = {
+            (int(ids[a]), int(ids[b]))
+            for a, b in zip(*np.nonzero(np.triu(bits <= distance, 1)), strict=True)
+        }
+        got = [
+            (a, b, d)
+            for x, y, dist in candidate_pairs(ids, prints, distance, block=1000)
+            for a, b, d in zip(x.tolist(), y.tolist(), dist.tolist(), strict=True)
+        ]
+        assert len(got) == len(want) and {(a, b) for a, b, _ in got} == want
+        assert all(d == bits[(a - 7) // 3, (b - 7) // 3] for a, b, d in got)
+    assert len(want) >= 100  # the planted pairs, and the 20-bit pairs of random ones
+
+
 def _unit(x: np.ndarray) -> np.ndarray:
     return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
 
@@ -151,8 +187,8 @@ def _unit(x: np.ndarray) -> np.ndarray:
 def test_groups_equal_brute_force_on_thousands_of_vectors(index_type, exported_model, tmp_path):
     """3,000 imported vectors with planted near-duplicates (pairs, chains of three whose ends
     are below the threshold, a group split across shards) and fingerprints in items.jsonl
-    (pairs a few bits apart whose vectors score about 0.7, linked; pairs a few bits apart whose
-    vectors are unrelated, not linked; rows without one): the groups equal the connected
+    (pairs 1-7 bits apart, or 8-14 spread over the whole fingerprint, whose vectors score about
+    0.78, linked; pairs as close whose vectors are unrelated, not linked; rows without one): the groups equal the connected
     components of all pairs at or above the threshold or within FINGERPRINT_BITS and at or
     above CROP_COSINE, computed by brute force."""
     dim = Manifest.load(exported_model).embedding_dim
@@ -167,6 +203,8 @@ def test_groups_equal_brute_force_on_thousands_of_vectors(index_type, exported_m
     prints = rng.integers(-(2**63), 2**63 - 1, n, dtype=np.int64)
     for a in range(1000, 1400, 4):  # a + 1: fingerprint 1-7 bits from a's (a crop, say)
         flips = rng.choice(64, size=1 + a % 7, replace=False)
+        if a % 8 == 4:  # or 8-14 bits, at least two in every 16 (a crop of a flat graphic)
+            flips = _spread_flips(rng, 8 + a % 7)
         prints[a + 1] = prints[a] ^ np.bitwise_or.reduce(np.left_shift(1, flips)).astype(np.int64)
         if a < 1200:  # scoring about 0.78: linked; from 1200, unrelated vectors: not linked
             noise = 0.8 * rng.standard_normal((1, dim)) / np.sqrt(dim)
@@ -193,6 +231,7 @@ def test_groups_equal_brute_force_on_thousands_of_vectors(index_type, exported_m
     assert len(want) > 90 and any(len(c) == 3 for c in want)
     by_print = (bits <= FINGERPRINT_BITS) & (sims < threshold) & (sims >= CROP_COSINE)
     assert np.triu(by_print, 1).sum() == 50
+    assert np.triu(by_print & (bits >= 8), 1).sum() >= 10  # beyond 7 bits: spread ones
     assert (sims[np.triu_indices(n, 1)] >= 0.9).sum() < 4 * len(want)  # few pairs near the line
 
     shards = []
@@ -218,8 +257,8 @@ def test_groups_equal_brute_force_on_thousands_of_vectors(index_type, exported_m
 
 def test_fingerprints_are_stored_and_separate_copies_from_distinct_pictures(photos_with_copies):
     """The catalog holds each file's fingerprint; copies (crops included) are within
-    FINGERPRINT_BITS of their original, distinct pictures beyond; candidate_pairs finds every
-    pair within 7 bits without comparing them all, and here every copy with its original."""
+    FINGERPRINT_BITS of their original, distinct pictures beyond; candidate_pairs finds exactly
+    the pairs within the distance asked, every copy with its original among them."""
     from clipsearch_onnx.catalog import Catalog
     from clipsearch_onnx.layout import hold_current
 
@@ -246,14 +285,15 @@ def test_fingerprints_are_stored_and_separate_copies_from_distinct_pictures(phot
     }
     within = {
         n: {(a, b) for a, b in zip(*np.nonzero(np.triu(bits <= n, 1)), strict=True)}
-        for n in (7, 64)
+        for n in (FINGERPRINT_BITS, 64)
     }
-    assert within[7] <= found < within[64]  # every pair within 7 bits; not every pair
+    assert found == within[64]  # every pair
     close = {
         (a, b)
         for x, y, _ in candidate_pairs(ids, prints, FINGERPRINT_BITS)
         for a, b in zip(x, y, strict=True)
     }
+    assert close == within[FINGERPRINT_BITS]
     assert {(a, b) for a, b in zip(*np.nonzero(np.triu(copy_pairs, 1)), strict=True)} <= close
     assert of_image(Image.open(index.parent / "photos" / "p01.png")) == items["p01.png"]
 

@@ -5,7 +5,7 @@ Two images are near-duplicates when their stored embeddings score at least --thr
 their perceptual fingerprints (stored at index time) differ in at most --fingerprint-bits bits
 and their embeddings score at least 0.5; a group is every image linked by such pairs (a chain of
 copies is one group). Nothing is decoded or embedded: the index's vectors are streamed a block at
-a time through a range search, the fingerprints through multi-index hashing, and every pair found
+a time through a range search, the fingerprints through a binary range search, and every pair found
 is scored again exactly with the stored float32 embeddings.
 
 The default threshold separates re-encoded (JPEG q=60) and half-size copies from distinct
