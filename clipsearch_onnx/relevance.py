@@ -10,7 +10,9 @@
   letters (seeded, the same for every run), which match nothing by construction, are scored
   against each result's image, and the result is kept when the query scores higher on that
   image than every one of them does. Were the query one more meaningless string, that would
-  happen with probability 1 / (NULL_QUERIES + 1) per image (< 0.8%). Each image is judged
+  happen with probability 1 / (NULL_QUERIES + 1) for an image picked beforehand (< 0.8%); the
+  top k are the images the query scores highest on, so a meaningless query passes more often
+  (below). Each image is judged
   against its own null scores, so pictures that score high for any text (hubs) do not pass for
   that reason, which a threshold on the score alone cannot see. A query that matches nothing
   gets no results, and the table says so. The null queries' vectors are embedded once per model
@@ -23,7 +25,11 @@
   threshold of mean + 2.5 standard deviations of the image's null scores instead kept 9.65
   (fewest 4, "a circle" 4) and 3.2 ("a cat sleeping on a sofa" 4): generic queries fared worse.
   What the model itself maps firmly onto some pictures passes (on the demo's 100-word model,
-  "asdf" and "banana" mean yellow squares and more): the test can only ask the model.
+  "asdf" and "banana" mean yellow squares and more): the test can only ask the model. Checked
+  for issue 14: 40 strings of random letters not among the null queries keep 4.1 of 10 (31 at
+  least one). Allowing for the selection (a result kept only when its margin over its image's
+  null scores beats the best margin any null query reaches in its own top k) keeps none of
+  them, but also 1 for "a red circle", 0 for "a yellow star" and "a circle": not used.
 
 Cuts apply to the top k, in this order; the kept results are ranked again from 1.
 """
