@@ -27,10 +27,13 @@ def scan(root: Path) -> Iterator[Found | tuple[str, str]]:
     """Yields every image file below `root` (recursively, sorted, symlinked files followed), or a
     (path, reason) pair for an entry named like an image that is not a readable file: a folder,
     a dangling or looping symlink, or anything but a regular file (a FIFO, a socket, a device,
-    also through a symlink), which is never opened."""
+    also through a symlink), which is never opened; and for a folder that cannot be listed
+    (permission denied), whose pictures would otherwise be missing without a word."""
     root = Path(os.path.abspath(root))
     top = str(root)
-    for dirpath, dirnames, filenames in os.walk(root):
+    unreadable: list[OSError] = []  # folders os.walk could not list: named, not dropped
+    for dirpath, dirnames, filenames in os.walk(root, onerror=unreadable.append):
+        yield from _folders(unreadable)
         dirnames.sort()
         # relative folder once per folder (os.path.relpath per file was half a 100k-file scan)
         folder = dirpath[len(top) :].lstrip(os.sep).replace(os.sep, "/")
@@ -63,6 +66,16 @@ def scan(root: Path) -> Iterator[Found | tuple[str, str]]:
                 yield path, why
                 continue
             yield Found(path, prefix + name, st.st_size, st.st_mtime_ns)
+    yield from _folders(unreadable)
+
+
+def _folders(unreadable: list[OSError]) -> Iterator[tuple[str, str]]:
+    while unreadable:
+        exc = unreadable.pop(0)
+        yield (
+            str(exc.filename),
+            f"cannot read this folder ({exc.strerror}): its images are not indexed",
+        )
 
 
 def not_a_file(mode: int, *, pipes: bool = False) -> str | None:

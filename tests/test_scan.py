@@ -4,7 +4,9 @@ x.png hung `clipsearch index` forever (opening it waits for a writer), and a sym
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -85,3 +87,44 @@ def test_index_skips_a_fifo_and_devices_with_one_line_each(tmp_path, exported_mo
     assert sorted(run.stderr.splitlines()) == sorted(
         f"skipped {path}: {why}" for path, why in odd.items()
     )
+
+
+def scanned_without_privileges(root):
+    """scan(root) as (found relpaths, {path: reason}), run where file permissions apply: here if
+    not root, else in a child that drops root's right to read anything (util-linux setpriv)."""
+    code = (
+        "import json, sys\n"
+        "from clipsearch_onnx.scan import Found, scan\n"
+        "out = [e.relpath if isinstance(e, Found) else list(e) for e in scan(sys.argv[1])]\n"
+        "print(json.dumps(out))\n"
+    )
+    prefix = []
+    if os.geteuid() == 0:
+        setpriv = shutil.which("setpriv")
+        if setpriv is None:
+            pytest.skip("running as root without setpriv: permissions do not apply")
+        caps = "-dac_override,-dac_read_search"
+        prefix = [setpriv, f"--bounding-set={caps}", f"--inh-caps={caps}"]
+    run = subprocess.run(
+        [*prefix, sys.executable, "-c", code, str(root)], capture_output=True, text=True, timeout=60
+    )
+    assert run.returncode == 0, run.stderr
+    entries = json.loads(run.stdout)
+    return [e for e in entries if isinstance(e, str)], {
+        e[0]: e[1] for e in entries if isinstance(e, list)
+    }
+
+
+def test_a_folder_that_cannot_be_listed_is_named_not_dropped(tmp_path):
+    root = tmp_path / "photos"
+    (root / "locked").mkdir(parents=True)
+    Image.new("RGB", (40, 30)).save(root / "a.png")
+    Image.new("RGB", (40, 30)).save(root / "locked" / "b.png")
+    (root / "locked").chmod(0)
+    try:
+        found, skipped = scanned_without_privileges(root)
+    finally:
+        (root / "locked").chmod(0o755)
+    assert found == ["a.png"]
+    assert list(skipped) == [str(root / "locked")]
+    assert "cannot read this folder" in skipped[str(root / "locked")]
