@@ -128,6 +128,12 @@ class Encoder:
         return self._tokenizer
 
     def embed_texts(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
+        if self._text_scales_per_batch():
+            # Dynamic int8 quantises each activation tensor with one scale for the whole batch
+            # (padding included): a text's vector would depend on the texts beside it (cosine
+            # down to 0.9983 alone against in a batch of 600). A search embeds one text at a
+            # time; `embed` and `eval` give each text that same vector.
+            batch_size = 1
         out = []
         sess = self.session("text")
         for start in range(0, len(texts), batch_size):
@@ -135,6 +141,11 @@ class Encoder:
         if not out:
             return np.zeros((0, self.dim), dtype=np.float32)
         return normalise(np.concatenate(out))
+
+    def _text_scales_per_batch(self) -> bool:
+        towers = (self.manifest.raw.get("quantization") or {}).get("towers") or {}
+        mode = (towers.get("text") or {}).get("mode", "dynamic")
+        return self.precision == "int8" and mode == "dynamic"
 
     def embed_pixels(self, pixels: np.ndarray) -> np.ndarray:
         """Embeds a preprocessed batch float32 [B,3,S,S]."""

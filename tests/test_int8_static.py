@@ -1,5 +1,6 @@
 """int8 image vectors with static activation scales: the same picture gives the same vector,
-alone or among others, and the export calibrates them on the pictures it is given."""
+alone or among others, and the export calibrates them on the pictures it is given. The text tower
+stays dynamic; the encoder embeds one text at a time there, so a text's vector is the same too."""
 
 from __future__ import annotations
 
@@ -24,6 +25,15 @@ def test_int8_image_vector_does_not_depend_on_its_batch(exported_model, tmp_path
     together = encoder.embed_pixels(pixels)
     # one of the four with three very different neighbours: dynamic scales would move it
     assert (alone * together).sum(axis=1).min() >= 0.99999
+
+
+def test_int8_text_vector_does_not_depend_on_the_texts_beside_it(exported_model):
+    texts = ["a dog", "two children fly a red kite on a windy beach at dusk", "x", "ÄÖÜ 東京 ☃"]
+    texts += [f"{word} " * (3 + i % 20) for i, word in enumerate(["sky", "blue", "zz"] * 20)]
+    encoder = Encoder(Manifest.load(exported_model), "int8", 1)
+    alone = np.concatenate([encoder.embed_texts([t]) for t in texts])
+    together = encoder.embed_texts(texts)  # what `embed --text ...` and `eval` do
+    assert np.array_equal(alone, together)
 
 
 def test_calibration_pictures_spread_over_the_folder(tmp_path):
