@@ -89,7 +89,11 @@ def build_of(index_dir: Path) -> Path:
 
 def shard_count(index_dir: Path) -> int:
     """Shard folders in every build of an index (whichever a run is writing)."""
-    return sum(not p.name.startswith(".") for p in Path(index_dir).glob("*/shards/*"))
+    while True:
+        try:
+            return sum(not p.name.startswith(".") for p in Path(index_dir).glob("*/shards/*"))
+        except FileNotFoundError:  # the run renamed a build folder while it was being listed
+            continue
 
 
 def kill_after_shards(proc: subprocess.Popen, index_dir: Path, shards: int) -> bool:
