@@ -138,14 +138,14 @@ def fidelity(cache: Path, images: dict[str, list[Path]]) -> list[dict]:
 def batch_dependence(models: dict[str, Path], paths: list[Path]) -> list[dict]:
     from clipsearch_onnx.encoder import Encoder
     from clipsearch_onnx.manifest import Manifest
-    from clipsearch_onnx.pipeline import read_file
+    from clipsearch_onnx.pipeline import FAST, read_file
 
     rows = []
     for name, folder in models.items():
         manifest = Manifest.load(folder)
         for precision in manifest.precisions:
             encoder = Encoder(manifest, precision)
-            pixels = np.stack([read_file(p, encoder.preprocess).pixels for p in paths])
+            pixels = np.stack([read_file(p, encoder.preprocess, FAST).pixels for p in paths])
             alone = np.concatenate(
                 [encoder.embed_pixels(pixels[i : i + 1]) for i in range(len(pixels))]
             )

@@ -54,13 +54,15 @@ def embed_partition(
     root: str | None = None,
     batch_size: int = 32,
     workers: int = 2,
+    decoding: str | None = None,
 ) -> PartitionResult:
     """Embeds one partition and writes it as a shard under its name, unless it is finished
-    already. `root`: where this worker sees the job's root (default: where the driver did).
+    already. `root`: where this worker sees the job's root (default: where the driver did);
+    `decoding`: pipeline.FAST or REFERENCE (default: the bulk commands' own, BULK_DECODING).
     Files that cannot be embedded are listed in the result and in shard.json."""
     from clipsearch_onnx.catalog import NewItem
     from clipsearch_onnx.indexer import shard_line
-    from clipsearch_onnx.pipeline import decoded_batches
+    from clipsearch_onnx.pipeline import BULK_DECODING, decoded_batches
 
     result = PartitionResult(part.name, len(part.paths))
     dest = job.out / part.name
@@ -77,6 +79,7 @@ def embed_partition(
         encoder.preprocess,
         batch_size,
         workers,
+        decoding or BULK_DECODING,
     ):
         good = []
         for rel, outcome in batch:
@@ -144,6 +147,7 @@ def run_in_process(
     batch_size: int = 32,
     workers: int = 2,
     root: str | None = None,
+    decoding: str | None = None,
 ) -> Iterator[PartitionResult]:
     """Embeds the partitions `which` (default: all) one after another in this process."""
     for index in range(len(job.names)) if which is None else which:
@@ -151,4 +155,7 @@ def run_in_process(
             yield PartitionResult(job.names[index], job.counts[index], already=True)
             continue
         part = load_partition(job, index)
-        yield embed_partition(job, part, encoder, root=root, batch_size=batch_size, workers=workers)
+        yield embed_partition(
+            job, part, encoder, root=root, batch_size=batch_size, workers=workers,
+            decoding=decoding,
+        )  # fmt: skip

@@ -25,7 +25,7 @@ from clipsearch_onnx.encoder import Encoder
 from clipsearch_onnx.errors import ImageError, InputError
 from clipsearch_onnx.index import DEFAULT_IVF_THRESHOLD
 from clipsearch_onnx.index import Progress as PublishProgress
-from clipsearch_onnx.pipeline import decoded_batches, read_facts
+from clipsearch_onnx.pipeline import BULK_DECODING, decoded_batches, read_facts
 from clipsearch_onnx.scan import scan
 from clipsearch_onnx.writer import Writer
 
@@ -77,6 +77,7 @@ class Indexer:
         index_type: str = "auto",
         ivf_threshold: int = DEFAULT_IVF_THRESHOLD,
         workers: int = 2,
+        decoding: str = BULK_DECODING,
         progress: Progress | None = None,
     ):
         self.index_dir = Path(index_dir)
@@ -86,6 +87,7 @@ class Indexer:
         self.index_type = index_type
         self.ivf_threshold = ivf_threshold
         self.workers = max(1, workers)
+        self.decoding = decoding
         self.progress = progress or Progress()
 
     def run(self, root: Path, captions: Path | None = None, rebuild: bool = False) -> IndexReport:
@@ -168,6 +170,7 @@ class Indexer:
                 self.encoder.preprocess,
                 self.batch_size,
                 self.workers,
+                self.decoding,
             ):
                 good: list[tuple[Todo, Any]] = []
                 for todo, outcome in batch:

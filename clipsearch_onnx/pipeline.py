@@ -5,21 +5,35 @@ Reference decoding: the checkpoint's own transformers image processor (`CLIPImag
 `SiglipImageProcessor`) on a full Pillow decode, what the model was trained and exported against.
 `REFERENCE` reproduces it exactly (tests/test_preprocess.py).
 
-The default, `FAST`, differs only for JPEGs larger than `REDUCE_FACTOR` (4) x the resize target:
-libjpeg-turbo decodes them reduced in the DCT domain (at M/8 through simplejpeg, clipsearch_onnx/
-turbo.py; at 1/2, 1/4 or 1/8 through Pillow without it), never below 4x the resize target, and the
-model's own resize then runs over the region that holds the whole picture, with the
-full-resolution geometry.
+`FAST` differs only for JPEGs larger than `REDUCE_FACTOR` (4) x the resize target: libjpeg-turbo
+decodes them reduced in the DCT domain (at M/8 through simplejpeg, clipsearch_onnx/turbo.py; at
+1/2, 1/4 or 1/8 through Pillow without it), never below 4x the resize target, and the model's own
+resize then runs over the region that holds the whole picture, with the full-resolution geometry.
+It saves 2.6-3.2x of the decode CPU on 5-12 MP photos at S = 224.
 
-Tolerance (the bar), on the sensitive tiny checkpoint (tests/factories.py: weights std 0.2, two
-pictures ~0.5 apart), fp32: image-embedding cosine to the reference >= 0.998 per image and >=
-0.9995 on average. Measured by `python -m bench --only imaging` (48 photo-sized 1-12 MP and 48
-web-sized 0.2-0.5 MP detailed JPEGs each at S = 32, 64 and 224): worst 0.9985 (S = 224, a 2 MP
-photo decoded at 5/8), every mean >= 0.9998; Pillow's 1/2-1/8 alone: worst 0.9994. Reducing to 2x
-or 3x the target instead: worst 0.972 and 0.997; the old draft mode (down to 1x, with the reduced
-image's own geometry): 0.876. The worst case in tests/test_pipeline.py, 1-pixel colour lines in a
-4:2:0 JPEG, is a reduced decode keeping chroma sharper than upsampling it then resizing does.
-`eval` always decodes the reference way.
+Which command decodes which way (`decoding_for`, the one place that decides):
+- bulk commands, `index` and `embed-shards` (on Ray too), decode `FAST` (`BULK_DECODING`): they
+  decode every photo of a collection, where the decode is most of the CPU;
+- single files, `embed`, `search --image` and image query terms (URLs too), the TUI's image
+  queries and web uploads, decode `REFERENCE` (`SINGLE_DECODING`): `clipsearch embed` must give
+  PyTorch's `get_image_features` with the checkpoint's own processor to cosine >= 0.9999 in
+  fp32 (issue 16), which FAST misses on sensitive checkpoints for JPEGs a few times the model's
+  image size (0.9995-0.9999 at 800x600 for S = 112; raising REDUCE_FACTOR does not fix it). An
+  indexed file used as a query reuses its stored vector anyway, so self-matches stay exact;
+- the `decoding` setting (`--decoding`, CLIPSEARCH_DECODING, config.toml) makes every command
+  decode the one way it names: `fast` makes `embed` give exactly the vectors `index` stores,
+  `reference` makes `index` decode exactly (and slower);
+- `eval` always decodes the reference way, whatever the setting.
+
+Tolerance of FAST (the bar), on the sensitive tiny checkpoint (tests/factories.py: weights std
+0.2, two pictures ~0.5 apart), fp32: image-embedding cosine to the reference >= 0.998 per image
+and >= 0.9995 on average (normal weights: ~0.99998). Measured by `python -m bench --only imaging`
+(48 photo-sized 1-12 MP and 48 web-sized 0.2-0.5 MP detailed JPEGs each at S = 32, 64 and 224):
+worst 0.9985 (S = 224, a 2 MP photo decoded at 5/8), every mean >= 0.9998; Pillow's 1/2-1/8
+alone: worst 0.9994. Reducing to 2x or 3x the target instead: worst 0.972 and 0.997; the old
+draft mode (down to 1x, with the reduced image's own geometry): 0.876. The worst case in
+tests/test_pipeline.py, 1-pixel colour lines in a 4:2:0 JPEG, is a reduced decode keeping chroma
+sharper than upsampling it then resizing does.
 """
 
 from __future__ import annotations
@@ -40,19 +54,22 @@ from clipsearch_onnx import fingerprint
 from clipsearch_onnx.decode import FileFacts, decode, read_facts, reason
 from clipsearch_onnx.errors import ImageError
 from clipsearch_onnx.scan import not_a_file
+from clipsearch_onnx.settings import DECODINGS
 
 if TYPE_CHECKING:
     from clipsearch_onnx.encoder import Encoder
     from clipsearch_onnx.preprocess import Preprocessor
 
 __all__ = [
+    "BULK_DECODING",
     "DECODINGS",
-    "DEFAULT_DECODING",
     "FAST",
     "REFERENCE",
+    "SINGLE_DECODING",
     "FileFacts",
     "Loaded",
     "decoded_batches",
+    "decoding_for",
     "embed_bytes",
     "embed_file",
     "read_bytes",
@@ -61,10 +78,24 @@ __all__ = [
 ]
 
 T = TypeVar("T")
-FAST, REFERENCE = "fast", "reference"
-DECODINGS = (FAST, REFERENCE)
-DEFAULT_DECODING = FAST
+FAST, REFERENCE = DECODINGS  # the `decoding` setting's values
+BULK_DECODING = FAST  # index, embed-shards: decode CPU matters (see above)
+SINGLE_DECODING = REFERENCE  # embed, query images: exactly the checkpoint's processor (issue 16)
 REDUCE_FACTOR = 4  # a reduced JPEG decode keeps at least this many pixels per output pixel
+
+
+def decoding_for(setting: str | None, *, bulk: bool) -> str:
+    """The decoding a command uses: the `decoding` setting if given, else `BULK_DECODING` for
+    the bulk commands and `SINGLE_DECODING` for single files."""
+    if setting is None:
+        return BULK_DECODING if bulk else SINGLE_DECODING
+    _check(setting)
+    return setting
+
+
+def _check(decoding: str) -> None:
+    if decoding not in DECODINGS:
+        raise ValueError(f"decoding must be one of {DECODINGS}, not {decoding!r}")
 
 
 @dataclass(frozen=True)
@@ -92,15 +123,14 @@ def read_bytes(
     data: bytes,
     name: str | Path,
     preprocess: Preprocessor,
-    decoding: str = DEFAULT_DECODING,
+    decoding: str = SINGLE_DECODING,
     *,
     fingerprints: bool = True,
 ) -> Loaded:
     """The bytes of one image file (`name` only names it in errors) -> Loaded; any failure
     becomes an ImageError. `fingerprints=False` leaves Loaded.fingerprint None: a query or an
     eval never stores it (1.5 ms at 1000x750, 40 ms at 4000x3000)."""
-    if decoding not in DECODINGS:
-        raise ValueError(f"decoding must be one of {DECODINGS}, not {decoding!r}")
+    _check(decoding)
     if not data:
         raise ImageError(name, "empty file")
     least = reduce_to(preprocess) if decoding == FAST else None
@@ -117,7 +147,7 @@ def read_bytes(
 def read_file(
     path: str | Path,
     preprocess: Preprocessor,
-    decoding: str = DEFAULT_DECODING,
+    decoding: str = SINGLE_DECODING,
     *,
     fingerprints: bool = True,
 ) -> Loaded:
@@ -135,14 +165,14 @@ def read_file(
     return read_bytes(data, path, preprocess, decoding, fingerprints=fingerprints)
 
 
-def embed_file(encoder: Encoder, path: str | Path, decoding: str = DEFAULT_DECODING) -> np.ndarray:
+def embed_file(encoder: Encoder, path: str | Path, decoding: str = SINGLE_DECODING) -> np.ndarray:
     """The unit vector float32 [D] of one image file (raises ImageError)."""
     loaded = read_file(path, encoder.preprocess, decoding, fingerprints=False)
     return encoder.embed_pixels(loaded.pixels[None])[0]
 
 
 def embed_bytes(
-    encoder: Encoder, data: bytes, name: str, decoding: str = DEFAULT_DECODING
+    encoder: Encoder, data: bytes, name: str, decoding: str = SINGLE_DECODING
 ) -> np.ndarray:
     """The unit vector float32 [D] of an image file's bytes, e.g. an upload (raises ImageError)."""
     loaded = read_bytes(data, name, encoder.preprocess, decoding, fingerprints=False)
@@ -164,14 +194,13 @@ def decoded_batches(
     preprocess: Preprocessor,
     batch_size: int,
     workers: int = 2,
-    decoding: str = DEFAULT_DECODING,
+    decoding: str = BULK_DECODING,
     fingerprints: bool = True,
 ) -> Iterator[list[tuple[T, Loaded | ImageError]]]:
     """Batches of (item, Loaded or the ImageError that stopped it), in input order, decoded by
     `workers` threads up to three batches ahead of the consumer (Pillow and numpy release the
     GIL while they work, so decoding overlaps inference)."""
-    if decoding not in DECODINGS:
-        raise ValueError(f"decoding must be one of {DECODINGS}, not {decoding!r}")
+    _check(decoding)
     with ThreadPoolExecutor(max(1, workers), thread_name_prefix="decode") as pool:
         queue: deque[tuple[T, Future]] = deque()
         it = iter(items)

@@ -44,11 +44,13 @@ class PartitionEmbedder:
         workers: int,
         root: str | None,
         backend: str | None,
+        decoding: str | None = None,
     ):
         from clipsearch_onnx.quiet import quiet_libraries
 
         self.out, self.threads, self.backend = Path(out), threads, backend
         self.batch_size, self.workers, self.root = batch_size, workers, root
+        self.decoding = decoding
         self.job: Job | None = None
         self.encoder: Any = None
         self.quiet = quiet_libraries()
@@ -89,6 +91,7 @@ class PartitionEmbedder:
             root=self.root,
             batch_size=self.batch_size,
             workers=self.workers,
+            decoding=self.decoding,
         )
 
 
@@ -133,6 +136,7 @@ def run(
     workers: int = 2,
     root: str | None = None,
     backend: str | None = None,
+    decoding: str | None = None,
 ) -> Iterator[PartitionResult]:
     """Embeds the job's unfinished partitions on Ray, yielding each result as it arrives
     (finished ones first, marked `already`)."""
@@ -170,6 +174,7 @@ def run(
             "workers": workers,
             "root": root,
             "backend": backend,
+            "decoding": decoding,
         }
         items = ray.data.from_items([{"index": i} for i in todo], override_num_blocks=len(todo))
         with warnings.catch_warnings():

@@ -98,12 +98,21 @@ class IndexInfo:
 
 
 class Searcher:
-    """An opened index plus the encoder of the model that built it (towers load on first use)."""
+    """An opened index plus the encoder of the model that built it (towers load on first use).
+    `decoding`: the `decoding` setting, for query images that are not in the index (None: the
+    single-file default, `pipeline.decoding_for`)."""
 
     def __init__(
-        self, index_dir: Path, vectors: VectorIndex, catalog: Catalog, encoder: Encoder, hold: Hold
+        self,
+        index_dir: Path,
+        vectors: VectorIndex,
+        catalog: Catalog,
+        encoder: Encoder,
+        hold: Hold,
+        decoding: str | None = None,
     ):
         self.index_dir = index_dir
+        self.decoding = decoding
         self.hold = hold  # the build this searcher reads (see `layout`), kept until close()
         self.vectors = vectors
         self.catalog = catalog
@@ -120,7 +129,9 @@ class Searcher:
         catalog = Catalog.open(self.hold.path, readonly=True)
         # the build stays held by this searcher, not by its views
         view_hold = Hold(self.hold.path, None)
-        return Searcher(self.index_dir, self.vectors, catalog, self.encoder, view_hold)
+        return Searcher(
+            self.index_dir, self.vectors, catalog, self.encoder, view_hold, self.decoding
+        )
 
     def embed_query(
         self,
@@ -194,9 +205,9 @@ class Searcher:
         `source` only names it). An indexed file (same path, size and mtime,
         or the same content) gives its stored vector: an exact self-match, and the vision
         tower is not even loaded. Other files go through the one way from file to vector
-        (clipsearch_onnx.pipeline)."""
+        (clipsearch_onnx.pipeline), decoded the single-file way unless the setting says."""
         from clipsearch_onnx.decode import reason
-        from clipsearch_onnx.pipeline import embed_bytes
+        from clipsearch_onnx.pipeline import decoding_for, embed_bytes
         from clipsearch_onnx.scan import not_a_file
 
         if data is None:
@@ -222,7 +233,8 @@ class Searcher:
         stored = None if same is None else self.vector_of(same.id)
         if stored is not None:
             return stored, digest
-        return embed_bytes(self.encoder, data, source), digest
+        decoding = decoding_for(self.decoding, bulk=False)
+        return embed_bytes(self.encoder, data, source, decoding), digest
 
     def search(
         self,
@@ -461,4 +473,4 @@ def open_searcher(
             quick_start=quick_start,
             backend=settings.backend,
         )
-    return Searcher(index_dir, vectors, catalog, encoder, hold)
+    return Searcher(index_dir, vectors, catalog, encoder, hold, settings.decoding)

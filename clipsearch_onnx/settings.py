@@ -16,6 +16,7 @@ from clipsearch_onnx.backends import CHOICES as BACKENDS
 from clipsearch_onnx.errors import SettingsError
 
 PRECISIONS = ("int8", "fp32")
+DECODINGS = ("fast", "reference")  # pipeline.FAST, pipeline.REFERENCE
 
 
 class Settings(NamedTuple):  # a NamedTuple, not a dataclass: `dataclasses` costs start-up time
@@ -33,6 +34,10 @@ class Settings(NamedTuple):  # a NamedTuple, not a dataclass: `dataclasses` cost
     backend: str = "auto"
     """What runs the model: 'onnxruntime', 'openvino' (the openvino extra) or 'auto' (the faster
     one for the graph on this kind of CPU; see clipsearch_onnx/backends)."""
+    decoding: str | None = None
+    """'fast' (large JPEGs decoded reduced) or 'reference' (exactly the checkpoint's own
+    preprocessing), for every command that embeds image files but `eval`. None: each command's
+    own (`pipeline.decoding_for`: fast for index and embed-shards, reference for single files)."""
 
     def resolved_index_dir(self) -> Path:
         return (self.index_dir or paths.default_index_dir()).absolute()
@@ -55,6 +60,13 @@ KEYS = (
     Key("threads", "CLIPSEARCH_THREADS", "--threads", int, "inference threads (>= 1; all cores)"),
     Key("batch_size", "CLIPSEARCH_BATCH_SIZE", "--batch-size", int, "images per batch (>= 1; 32)"),
     Key("backend", "CLIPSEARCH_BACKEND", "--backend", str, "auto, onnxruntime or openvino"),
+    Key(
+        "decoding",
+        "CLIPSEARCH_DECODING",
+        "--decoding",
+        str,
+        "fast or reference (default: per command)",
+    ),
 )
 _BY_NAME = {key.name: key for key in KEYS}
 
@@ -131,6 +143,8 @@ def _checked(key: Key, value: Any, where: str) -> Any:
         raise SettingsError(f"{where} must be {' or '.join(PRECISIONS)}, not {value!r}")
     if key.name == "backend" and value not in BACKENDS:
         raise SettingsError(f"{where} must be one of {', '.join(BACKENDS)}, not {value!r}")
+    if key.name == "decoding" and value not in DECODINGS:
+        raise SettingsError(f"{where} must be {' or '.join(DECODINGS)}, not {value!r}")
     return value
 
 

@@ -7,6 +7,8 @@ export`'s code path.
 - `siglip_v1`: a SigLIP (v1)-style one: a slow SentencePiece tokenizer (spiece.model) returning
   input_ids only, which the export converts to a tokenizer.json.
 - `clip16`: a CLIP with patch 16, 112 px images and projection 40 (nothing may assume 32/224/512).
+- `sensitive_clip`: the sensitive tiny CLIP (tests/factories.py: weights std 0.2, S = 32), where a
+  decoding that moves pixels by a grey level shows in the cosine.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.factories import make_tiny_clip
+from tests.factories import make_sensitive_clip, make_tiny_clip
 from tests.factories_models import make_tiny_siglip
 
 HUB_SHA = "fedcba9876543210fedcba9876543210fedcba98"
@@ -92,3 +94,9 @@ def clip16(tmp_path_factory: pytest.TempPathFactory) -> Exported:
         hidden=32, layers=2, heads=2, seed=4,
     )  # fmt: skip
     return Exported(ckpt, _export(str(ckpt), tmp_path_factory.mktemp("clip16") / "model"))
+
+
+@pytest.fixture(scope="session")
+def sensitive_clip(tmp_path_factory: pytest.TempPathFactory) -> Exported:
+    ckpt = make_sensitive_clip(tmp_path_factory.mktemp("sensitive-ckpt"), image_size=32)
+    return Exported(ckpt, _export(str(ckpt), tmp_path_factory.mktemp("sensitive") / "model"))

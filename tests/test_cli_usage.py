@@ -70,6 +70,8 @@ def test_unquoted_words_are_one_text(indexed_collection, capsys, monkeypatch):
         ("", {"CLIPSEARCH_THREADS": "abc"}, "CLIPSEARCH_THREADS must be a whole number"),
         ("", {"CLIPSEARCH_BATCH_SIZE": "0"}, "CLIPSEARCH_BATCH_SIZE must be a whole number"),
         ("", {"CLIPSEARCH_PRECISION": "fp16"}, "CLIPSEARCH_PRECISION must be int8 or fp32"),
+        ('decoding = "exact"', {}, "decoding must be fast or reference, not 'exact'"),
+        ("", {"CLIPSEARCH_DECODING": "bogus"}, "CLIPSEARCH_DECODING must be fast or reference"),
     ],
 )
 def test_a_bad_setting_is_one_line_with_exit_2(tmp_path, monkeypatch, capsys, config, env, words):
@@ -82,13 +84,20 @@ def test_a_bad_setting_is_one_line_with_exit_2(tmp_path, monkeypatch, capsys, co
     assert_one_clean_line(err)
     assert words in err
     if "valid: " in words:
-        assert "(valid: model_dir, index_dir, precision, threads, batch_size, backend)" in err
+        valid = "model_dir, index_dir, precision, threads, batch_size, backend, decoding"
+        assert f"(valid: {valid})" in err
 
 
 def test_a_bad_flag_value_is_one_line_with_exit_2(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("CLIPSEARCH_HOME", str(tmp_path))
     assert main(["search", "a dog", "--threads", "0", "--index", str(tmp_path)]) == 2
     assert "--threads must be a whole number of at least 1, not 0" in capsys.readouterr().err
+    index = ["--index", str(tmp_path / "index")]
+    for command in (["search", "a dog", *index], ["embed", "--text", "a"], ["index", "x", *index]):
+        assert main([*command, "--decoding", "bogus"]) == 2, command
+        err = capsys.readouterr().err
+        assert_one_clean_line(err)
+        assert "--decoding must be fast or reference, not 'bogus'" in err
 
 
 def test_every_config_key_is_documented_in_help_and_readme(capsys):

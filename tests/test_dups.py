@@ -21,19 +21,13 @@ from clipsearch_onnx.fingerprint import candidate_pairs, hamming, of_image
 from clipsearch_onnx.importer import import_shards
 from clipsearch_onnx.manifest import Manifest
 from clipsearch_onnx.shards import write_shard
-from tests.factories import make_sensitive_clip
 from tests.factories_dups import half, natural_photo, reencoded, side_cropped
 from tests.fixtures_collection import run_cli
 
 
 @pytest.fixture(scope="module")
-def sensitive_model(tmp_path_factory) -> Path:
-    from export.__main__ import main
-
-    ckpt = make_sensitive_clip(tmp_path_factory.mktemp("sensitive-ckpt"), image_size=32)
-    out = tmp_path_factory.mktemp("sensitive") / "model"
-    assert main(["--model", str(ckpt), "--out", str(out)]) == 0
-    return out
+def sensitive_model(sensitive_clip) -> Path:
+    return sensitive_clip.model
 
 
 @pytest.fixture(scope="module")

@@ -50,17 +50,16 @@ def _reference(ckpt, texts, paths):
     else:
         call = {"padding": True, "max_length": 77, "truncation": True}
     with torch.no_grad():
-        text = processor(text=texts, return_tensors="pt", **call)
         images = processor(images=[Image.open(p) for p in paths], return_tensors="pt")
-        return (
-            model.get_text_features(**text).numpy(),
-            model.get_image_features(**images).numpy(),
-            model,
-        )
+        image = model.get_image_features(**images).numpy()
+        if not texts:
+            return None, image, model
+        text = processor(text=texts, return_tensors="pt", **call)
+        return model.get_text_features(**text).numpy(), image, model
 
 
-def _embed(model_dir, precision, texts, paths, home):
-    args = ["embed", "--model", model_dir, "--precision", precision]
+def _embed(model_dir, precision, texts, paths, home, *options):
+    args = ["embed", "--model", model_dir, "--precision", precision, *options]
     args += [a for t in texts for a in ("--text", t)] + [a for p in paths for a in ("--image", p)]
     proc = run_cli(*args, home=home)
     assert proc.returncode == 0, proc.stderr
@@ -85,6 +84,25 @@ def test_embed_matches_pytorch_with_the_checkpoints_own_processor(
         assert text.shape == want_text.shape and image.shape == want_image.shape
         assert _cosines(text, want_text).min() >= limit, (family, precision, "text")
         assert _cosines(image, want_image).min() >= limit, (family, precision, "image")
+
+
+def test_embed_matches_pytorch_on_photo_sized_jpegs_on_a_sensitive_checkpoint(
+    sensitive_clip, tmp_path
+):
+    """JPEGs many times the model's input (S = 32), which the bulk commands decode reduced, on
+    a checkpoint that amplifies pixel differences: `embed` decodes them the reference way and
+    stays at PyTorch's fp32 vectors (issue 16). With the reduced decoding (`--decoding fast`,
+    what `embed` did before) the 800x600 one gets 0.99986."""
+    from tests.factories import make_detailed_jpegs
+
+    sizes = [(640, 480), (800, 600), (1024, 768), (480, 640), (1600, 1200)]
+    paths = make_detailed_jpegs(tmp_path / "jpegs", sizes, seed=5)
+    _, want, _ = _reference(sensitive_clip.checkpoint, [], paths)
+    _, image = _embed(sensitive_clip.model, "fp32", [], paths, tmp_path)
+    assert _cosines(image, want).min() >= LIMITS["fp32"], _cosines(image, want)
+    # the test can tell: the reduced decoding misses the bar on these pictures
+    _, reduced = _embed(sensitive_clip.model, "fp32", [], paths, tmp_path, "--decoding", "fast")
+    assert _cosines(reduced, want).min() < LIMITS["fp32"], _cosines(reduced, want)
 
 
 def test_manifests_record_what_the_runtime_must_reproduce(siglip, siglip_v1, clip16):

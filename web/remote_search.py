@@ -5,8 +5,8 @@ directory, the environment variables settings depend on, and its terminal width.
 parsed by the CLI's own parser, settings are resolved by the CLI's own code, and the output is
 written by the CLI's own `write_response`. Whatever could make the answer differ from the
 client's own is declined (the client then runs the search itself): another environment, another
-index, model, precision, thread count or backend, an option beyond a plain query, an error of any
-kind.
+index, model, precision, thread count, backend or decoding, an option beyond a plain query, an
+error of any kind.
 """
 
 from __future__ import annotations
@@ -20,11 +20,12 @@ from typing import Any, NoReturn
 
 from clipsearch_onnx import models
 from clipsearch_onnx.daemon import settings_env
+from clipsearch_onnx.pipeline import decoding_for
 from clipsearch_onnx.search import Searcher
 
 # The options of a plain query; any other option given makes the request declined.
 PLAIN = {"command", "run", "text", "image", "k", "json", "jsonl", "index", "model", "precision"}
-PLAIN |= {"threads", "backend", "queries", "paths", "null"}
+PLAIN |= {"threads", "backend", "decoding", "queries", "paths", "null"}
 PATH_ENV = ["HOME", "XDG_DATA_HOME", "XDG_CACHE_HOME"]
 PATH_ENV += ["CLIPSEARCH_HOME", "CLIPSEARCH_INDEX", "CLIPSEARCH_MODEL"]
 
@@ -109,6 +110,8 @@ def answer(request: dict[str, Any], s: Searcher) -> str:
         encoder.precision,
     ) or ((settings.threads or 1), settings.backend) != (encoder.text_threads, encoder.backend):
         raise Decline("another model, precision, thread count or backend")
+    if decoding_for(settings.decoding, bulk=False) != decoding_for(s.decoding, bulk=False):
+        raise Decline("another decoding")
     if args.k < 1 or (args.text is None and args.image is None):
         raise Decline("the client reports this error itself")
     check_output_options(args)  # a UsageError: declined, and the client reports it

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from clipsearch_onnx.cli.options import add_common, settings_from
+from clipsearch_onnx.cli.options import add_common, add_decoding, settings_from
 from clipsearch_onnx.cli.output import print_json
 from clipsearch_onnx.cli.usage import add_command
 from clipsearch_onnx.errors import ExitCode, InputError
@@ -17,6 +17,7 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--text", action="append", default=[], metavar="T", help="repeatable")
     p.add_argument("--image", action="append", default=[], metavar="PATH", help="repeatable")
     add_common(p, index=False)
+    add_decoding(p)
     return p
 
 
@@ -24,14 +25,18 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
 
     from clipsearch_onnx import models
-    from clipsearch_onnx.pipeline import read_file
+    from clipsearch_onnx.pipeline import decoding_for, read_file
 
     settings = settings_from(args)
     if not args.text and not args.image:
         raise InputError("nothing to embed: give --text and/or --image")
     encoder = models.standalone(settings).encoder(settings.threads, backend=settings.backend)
     # Every file is read before any output, so a bad one fails the command cleanly.
-    loaded = [read_file(Path(p).expanduser(), encoder.preprocess) for p in args.image]
+    decoding = decoding_for(settings.decoding, bulk=False)
+    loaded = [
+        read_file(Path(p).expanduser(), encoder.preprocess, decoding, fingerprints=False)
+        for p in args.image
+    ]
     if args.text:
         for text, emb in zip(args.text, encoder.embed_texts(args.text), strict=True):
             print_json({"kind": "text", "input": text, "embedding": emb.tolist()})

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from clipsearch_onnx.cli import interrupts
-from clipsearch_onnx.cli.options import add_common, settings_from
+from clipsearch_onnx.cli.options import add_common, add_decoding, settings_from
 from clipsearch_onnx.cli.usage import add_command
 from clipsearch_onnx.errors import ExitCode, UsageError
 
@@ -64,6 +64,7 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     )
     p.add_argument("--captions", metavar="FILE", help="captions in Flickr8k format, by name")
     add_common(p, index=False)
+    add_decoding(p)
     p.add_argument("--batch-size", type=int, metavar="N", help="images per inference batch (32)")
     p.add_argument("--workers", type=int, default=2, metavar="N", help="decoding threads (2)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
@@ -143,11 +144,13 @@ def _run(args: argparse.Namespace) -> int:
 
 def _results(args: argparse.Namespace, settings: Any, job: Any, which: list[int] | None) -> Any:
     from clipsearch_onnx import distributed
+    from clipsearch_onnx.pipeline import decoding_for
 
     options = {
         "batch_size": settings.batch_size,
         "workers": args.workers,
         "root": args.worker_root,
+        "decoding": decoding_for(settings.decoding, bulk=True),
     }
     if args.ray is None:
         encoder = distributed.encoder_for(job, settings.threads, settings.backend)

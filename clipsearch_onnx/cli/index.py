@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from clipsearch_onnx.cli import interrupts
-from clipsearch_onnx.cli.options import INDEX_TYPES, add_common, settings_from
+from clipsearch_onnx.cli.options import INDEX_TYPES, add_common, add_decoding, settings_from
 from clipsearch_onnx.cli.usage import add_command
 from clipsearch_onnx.errors import ExitCode
 
@@ -30,6 +30,7 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
         help="captions in Flickr8k format (name.jpg#k<TAB>caption), attached by name",
     )
     add_common(p)
+    add_decoding(p)
     p.add_argument("--batch-size", type=int, metavar="N", help="images per inference batch (32)")
     p.add_argument(
         "--checkpoint",
@@ -80,6 +81,7 @@ def run(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     from clipsearch_onnx import models
     from clipsearch_onnx.indexer import Indexer, Progress
+    from clipsearch_onnx.pipeline import decoding_for
     from clipsearch_onnx.progressbar import Bar
 
     settings = settings_from(args)
@@ -94,6 +96,7 @@ def _run(args: argparse.Namespace) -> int:
         index_type=args.index_type,
         ivf_threshold=args.ivf_threshold,
         workers=args.workers,
+        decoding=decoding_for(settings.decoding, bulk=True),
         progress=Progress(
             start=bar.start,
             advance=bar.advance,

@@ -11,7 +11,7 @@ import argparse
 from typing import TYPE_CHECKING, Any
 
 from clipsearch_onnx.cli.filters import add_filter_options, filter_from
-from clipsearch_onnx.cli.options import add_common, settings_from
+from clipsearch_onnx.cli.options import add_common, add_decoding, settings_from
 from clipsearch_onnx.cli.parsing import JoinWords
 from clipsearch_onnx.cli.query_file import answer_queries, read_queries
 from clipsearch_onnx.cli.results import table_width, write_response
@@ -123,6 +123,7 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     )
     add_filter_options(p)
     add_common(p)
+    add_decoding(p)
     return p
 
 

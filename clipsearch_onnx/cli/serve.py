@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from clipsearch_onnx.cli.options import add_common, settings_from
+from clipsearch_onnx.cli.options import add_common, add_decoding, settings_from
 from clipsearch_onnx.cli.usage import add_command
 from clipsearch_onnx.errors import ClipSearchError
 from clipsearch_web.options import TOKEN_ENV
@@ -94,6 +94,7 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
         help="do not answer `clipsearch search` over the Unix socket",
     )
     add_common(p)
+    add_decoding(p)
     return p
 
 

@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import Any, TextIO
 
-from clipsearch_onnx.cli.options import add_common, settings_from
+from clipsearch_onnx.cli.options import add_common, add_decoding, settings_from
 from clipsearch_onnx.cli.usage import add_command
 from clipsearch_onnx.errors import ClipSearchError, NoTerminal
 
@@ -23,6 +23,7 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
         "either is not one; 129 when the terminal goes away while it runs).",
     )
     add_common(p)
+    add_decoding(p)
     return p
 
 
