@@ -60,13 +60,7 @@ KEYS = (
     Key("threads", "CLIPSEARCH_THREADS", "--threads", int, "inference threads (>= 1; all cores)"),
     Key("batch_size", "CLIPSEARCH_BATCH_SIZE", "--batch-size", int, "images per batch (>= 1; 32)"),
     Key("backend", "CLIPSEARCH_BACKEND", "--backend", str, "auto, onnxruntime or openvino"),
-    Key(
-        "decoding",
-        "CLIPSEARCH_DECODING",
-        "--decoding",
-        str,
-        "fast or reference (default: per command)",
-    ),
+    Key("decoding", "CLIPSEARCH_DECODING", "--decoding", str, "fast or reference (per command)"),
 )
 _BY_NAME = {key.name: key for key in KEYS}
 

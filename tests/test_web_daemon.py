@@ -106,6 +106,12 @@ def test_what_the_server_cannot_answer_exactly_is_answered_locally(web_server, w
     # An option beyond a plain query (another thread count here) is searched for locally.
     served = search(web_collection, "a cat", "--threads", "2", PYTHONPROFILEIMPORTTIME="1")
     assert "onnxruntime" in imported(served.stderr) and served.stdout.strip()
+    # Another decoding of query images than the server's (reference, the default) too; the
+    # server's own is answered by the server.
+    local = search(web_collection, "a cat", "--decoding", "fast", PYTHONPROFILEIMPORTTIME="1")
+    assert "onnxruntime" in imported(local.stderr) and local.stdout.strip()
+    served = search(web_collection, "a cat", "--decoding", "reference", PYTHONPROFILEIMPORTTIME="1")
+    assert "onnxruntime" not in imported(served.stderr) and served.stdout.strip()
 
 
 def test_the_socket_is_private(web_server, web_collection, monkeypatch):
