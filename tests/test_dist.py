@@ -275,3 +275,36 @@ def test_a_partition_whose_worker_dies_is_retried_and_written_once(
     assert json.loads((job / target / shards.DONE).read_text())["rows"] == CRASH_SIZE
     assert_broken_named(proc.stderr, photos)
     assert_same_vectors(job, index_int8)
+
+
+def test_the_decoding_setting_reaches_the_workers(sensitive_clip, head, tmp_path):
+    """`embed-shards` decodes as `index` does: FAST by default, REFERENCE with `--decoding
+    reference`, on Ray actors too. Large JPEGs on the sensitive checkpoint, where the two
+    decodings differ in the 4th decimal."""
+    from tests.factories import make_detailed_jpegs
+
+    big = tmp_path / "big"
+    make_detailed_jpegs(big, [(640, 480), (1001, 751), (800, 600)], seed=3)
+    model = ["--model", sensitive_clip.model, "--precision", "fp32"]
+    indexes = {}
+    for decoding in ("fast", "reference"):
+        indexes[decoding] = tmp_path / f"index-{decoding}"
+        proc = run_cli(
+            "index", big, "--index", indexes[decoding], *model, "--decoding", decoding, "-q",
+            home=tmp_path,
+        )  # fmt: skip
+        assert proc.returncode == 0, proc.stderr
+    fast, reference = stored_vectors(indexes["fast"]), stored_vectors(indexes["reference"])
+    assert min(float(fast[p] @ reference[p]) for p in fast) < 0.99999  # the test can tell
+
+    on_ray = tmp_path / "on-ray"
+    proc = run_cli(
+        "embed-shards", big, "--out", on_ray, *model, "--decoding", "reference", "--ray", head,
+        "--partition-size", "2", "--worker-cpus", "1", home=tmp_path, env=joining(tmp_path),
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert_same_vectors(on_ray, indexes["reference"])
+    here = tmp_path / "here"
+    proc = run_cli("embed-shards", big, "--out", here, *model, "-q", home=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert_same_vectors(here, indexes["fast"])
