@@ -3,6 +3,7 @@ over a generated corpus of ~480 damaged PNG, APNG, JPEG, GIF, TIFF, WebP and BMP
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -65,3 +66,34 @@ def test_quiet_libraries_drops_descriptor_2_but_not_python_s_stderr():
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr == "skipped x: reason\nafter\n"
+
+
+def test_embed_and_search_of_odd_files_keep_the_libraries_quiet(
+    exported_model, indexed_collection, tmp_path
+):
+    from clipsearch_onnx.errors import ImageError
+    from clipsearch_onnx.pipeline import read_file
+    from clipsearch_onnx.preprocess import Preprocessor
+
+    pre = Preprocessor(32, 32, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
+    readable = []
+    for f in make_fuzz_corpus(tmp_path / "corpus"):
+        if f.suffix in (".tif", ".tiff"):
+            try:
+                read_file(f, pre)
+            except ImageError:
+                continue
+            readable.append(f)
+    assert len(readable) > 10  # damaged, yet decodable: what libtiff warns about
+    images = [a for f in readable for a in ("--image", f)]
+    proc = run_cli("embed", *images, "--model", exported_model, home=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stderr == ""
+    queries = tmp_path / "queries.jsonl"
+    queries.write_text("".join(json.dumps({"image": str(f)}) + "\n" for f in readable))
+    proc = run_cli(
+        "search", "--queries", queries, "-k", "3", "--index", indexed_collection.index,
+        home=tmp_path,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stderr == ""

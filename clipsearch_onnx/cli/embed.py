@@ -26,6 +26,7 @@ def run(args: argparse.Namespace) -> int:
 
     from clipsearch_onnx import models
     from clipsearch_onnx.pipeline import decoding_for, read_file
+    from clipsearch_onnx.quiet import quiet_libraries
 
     settings = settings_from(args)
     if not args.text and not args.image:
@@ -33,10 +34,11 @@ def run(args: argparse.Namespace) -> int:
     encoder = models.standalone(settings).encoder(settings.threads, backend=settings.backend)
     # Every file is read before any output, so a bad one fails the command cleanly.
     decoding = decoding_for(settings.decoding, bulk=False)
-    loaded = [
-        read_file(Path(p).expanduser(), encoder.preprocess, decoding, fingerprints=False)
-        for p in args.image
-    ]
+    with quiet_libraries(enabled=bool(args.image)):  # a bad file is one line, not libtiff's
+        loaded = [
+            read_file(Path(p).expanduser(), encoder.preprocess, decoding, fingerprints=False)
+            for p in args.image
+        ]
     if args.text:
         for text, emb in zip(args.text, encoder.embed_texts(args.text), strict=True):
             print_json({"kind": "text", "input": text, "embedding": emb.tolist()})

@@ -8,6 +8,7 @@ and query kinds slot in beside the others.
 from __future__ import annotations
 
 import argparse
+from contextlib import AbstractContextManager, nullcontext
 from typing import TYPE_CHECKING, Any
 
 from clipsearch_onnx.cli.filters import add_filter_options, filter_from
@@ -16,7 +17,7 @@ from clipsearch_onnx.cli.parsing import JoinWords
 from clipsearch_onnx.cli.query_file import answer_queries, read_queries
 from clipsearch_onnx.cli.results import table_width, write_response
 from clipsearch_onnx.cli.usage import EXIT_CODES, add_command
-from clipsearch_onnx.errors import ExitCode, InputError, UsageError
+from clipsearch_onnx.errors import ClipSearchError, ExitCode, InputError, UsageError
 
 if TYPE_CHECKING:
     from clipsearch_onnx.query import Term
@@ -162,6 +163,28 @@ def query_terms(args: argparse.Namespace) -> tuple[str | None, list[Term]]:
     return plain, terms
 
 
+def _has_image(args: argparse.Namespace, terms: list[Term]) -> bool:
+    from clipsearch_onnx.query import parse_terms
+
+    if any(t.is_image for t in terms):
+        return True
+    try:
+        return args.text is not None and any(t.is_image for t in parse_terms(args.text))
+    except ClipSearchError:  # the search itself reports what is wrong with the query
+        return False
+
+
+def _quiet_decoders(images: bool) -> AbstractContextManager[None]:
+    """A query image is one file read like an indexed one: its failure is one line, not the
+    decoding libraries' chatter on stderr (libtiff writes to descriptor 2 itself). A text-only
+    search skips this, and the import of `logging` it would cost."""
+    if not images:
+        return nullcontext()
+    from clipsearch_onnx.quiet import quiet_libraries
+
+    return quiet_libraries()
+
+
 def relevance_cut(args: argparse.Namespace) -> Cut | None:
     from clipsearch_onnx.relevance import Cut
 
@@ -198,17 +221,18 @@ def run(args: argparse.Namespace) -> int:
     # one query: load the text tower fast; a query file: run it fast
     searcher = open_searcher(settings, quick_start=queries is None)
     try:
-        if queries is not None:
-            return answer_queries(searcher, queries, args.k, where, cut, args.exclude_query)
-        response = searcher.search(
-            args.text,
-            image,
-            args.k,
-            terms=terms,
-            where=where,
-            cut=cut,
-            exclude_query=args.exclude_query,
-        )
+        with _quiet_decoders(queries is not None or image is not None or _has_image(args, terms)):
+            if queries is not None:
+                return answer_queries(searcher, queries, args.k, where, cut, args.exclude_query)
+            response = searcher.search(
+                args.text,
+                image,
+                args.k,
+                terms=terms,
+                where=where,
+                cut=cut,
+                exclude_query=args.exclude_query,
+            )
     finally:
         searcher.close()
     write_response(response.to_json(), args, columns=table_width())
