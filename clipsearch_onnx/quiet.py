@@ -41,8 +41,21 @@ def quiet_libraries(enabled: bool = True) -> Iterator[None]:
         pil.setLevel(level)
 
 
+def _interpreter_talks() -> bool:
+    """Whoever started Python asked it to report on descriptor 2 (`-X importtime` or
+    PYTHONPROFILEIMPORTTIME, `-v`): that is not the libraries' chatter, let it through."""
+    return bool(
+        "importtime" in sys._xoptions
+        or os.environ.get("PYTHONPROFILEIMPORTTIME")
+        or sys.flags.verbose
+    )
+
+
 @contextmanager
 def _sunk_descriptor_2() -> Iterator[None]:
+    if _interpreter_talks():
+        yield
+        return
     try:
         sys.stderr.flush()
         real = os.dup(2)
