@@ -18,7 +18,7 @@ import httpx
 import pytest
 from PIL import Image
 
-from tests.fixtures_web import clipsearch_cmd, web_env
+from tests.fixtures_web import clipsearch_cmd, start_server, web_env
 
 QUERY = "a dog running on the beach"
 
@@ -239,6 +239,30 @@ def test_off_the_loopback_the_server_wants_a_token(web_collection):
     cmd = clipsearch_cmd("serve", "--index", str(web_collection.index), "--host", "0.0.0.0")
     refused = subprocess.run(cmd, capture_output=True, text=True, env=web_env(web_collection.home))
     assert refused.returncode == 2 and "--token" in refused.stderr
+
+
+@pytest.mark.parametrize("token", ["a;b", "two words", "50%"])
+def test_a_token_that_a_cookie_or_url_would_mangle_is_refused(web_collection, token):
+    cmd = clipsearch_cmd("serve", "--index", str(web_collection.index), "--token", token)
+    env = {**web_env(web_collection.home), "CLIPSEARCH_TOKEN": token}
+    refused = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=60)
+    assert refused.returncode == 2, refused.stderr
+    assert refused.stderr.startswith("clipsearch: error: --token must be printable ASCII")
+
+
+def test_a_bracketed_ipv6_loopback_host_is_served(web_collection):
+    if not socket.has_ipv6:
+        pytest.skip("no IPv6 on this machine")
+    try:
+        socket.socket(socket.AF_INET6).bind(("::1", 0))
+    except OSError:
+        pytest.skip("no IPv6 loopback here")
+    server = start_server(web_collection, "--host", "[::1]")
+    try:
+        assert server.url.startswith("http://[::1]:")
+        assert httpx.get(f"{server.url}/api/info", timeout=30).json()["count"] > 0
+    finally:
+        server.stop()
 
 
 def test_with_a_token_every_request_must_carry_it():

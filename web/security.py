@@ -29,6 +29,9 @@ HEADERS = [
 ]
 
 
+TOKEN_UNSAFE = ';,"\\&#%?+='  # a cookie's or a query string's separators and escapes
+
+
 def is_loopback(host: str) -> bool:
     host = host.strip("[]")
     if host.lower() in LOOPBACK_NAMES:
@@ -48,6 +51,21 @@ def host_policy(host: str, token: str | None) -> str | None:
         "every indexed picture; give a secret with --token T (or CLIPSEARCH_TOKEN) and share "
         "http://HOST:PORT/?token=T, or keep the default --host 127.0.0.1"
     )
+
+
+def token_policy(token: str | None) -> str | None:
+    """Why a token cannot be used, or None. It travels in a cookie, a header and a URL: printable
+    ASCII without spaces or the characters those would need quoted."""
+    if token is None:
+        return None
+    bad = sorted({c for c in token if not (33 <= ord(c) < 127) or c in TOKEN_UNSAFE})
+    if not token or bad:
+        shown = ", ".join(repr(c) for c in bad) or "an empty token"
+        return (
+            f"--token must be printable ASCII without spaces or {' '.join(TOKEN_UNSAFE)} "
+            f"(it is sent in a cookie and in URLs); this one has {shown}"
+        )
+    return None
 
 
 def _host_name(value: str) -> str:

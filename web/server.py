@@ -52,6 +52,7 @@ def thumbnail_folder(index_dir: Path) -> Path:
 
 
 def _listen(host: str, port: int) -> socket.socket:
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host  # [::1] as in URLs
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     except socket.gaierror as exc:
@@ -86,12 +87,12 @@ def serve(
     import uvicorn
 
     from .app import Limits, create_app
-    from .security import host_policy
+    from .security import host_policy, token_policy
     from .service import SearchService
     from .socket_server import QuerySocket
     from .thumbnails import ThumbnailCache
 
-    refusal = host_policy(options.host, options.token)
+    refusal = host_policy(options.host, options.token) or token_policy(options.token)
     if refusal:
         raise ServeError(refusal)
     if options.max_upload_mb <= 0 or options.max_upload_pixels <= 0 or options.workers < 1:

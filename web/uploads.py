@@ -1,9 +1,10 @@
 """Reading an uploaded query image: multipart/form-data with a field `image` and/or `q`, capped
 in bytes while it streams in and in pixels before anything is decoded.
 
-An over-limit body is read to its end and dropped (up to DRAIN_LIMIT) before the 413 goes out:
-a client still writing a large body to a server that closed the connection would see a reset
-instead of the answer.
+An over-limit body is read on and dropped before the 413 goes out, up to DRAIN_LIMIT: a client
+still writing a large body to a server that closed the connection would see a reset instead of the
+answer. Past that the connection is closed: a client cannot make the server read more than
+DRAIN_LIMIT per request.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from starlette.datastructures import UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.requests import Request
 
-DRAIN_LIMIT = 1 << 30
+DRAIN_LIMIT = 64 << 20
 MAX_TEXT_FIELD = 64 << 10
 
 
