@@ -4,8 +4,8 @@ Text to image: each caption is a query; it hits at K if its own image ranks with
 Image to text: each image is a query; it hits at K if any of its captions ranks within the top K.
 Recall@K in percent, over the test split when one is given (Flickr8k: 1,000 images, 5,000
 captions), else over every captioned image. Embeddings are computed afresh (no index involved),
-always from the reference decoding (a full decode, as transformers' CLIPImageProcessor sees it),
-so the figures measure the model and not the decoder's shortcuts.
+always from the reference decoding (a full decode and the checkpoint's own image processor), so
+the figures measure the model and not the decoder's shortcuts.
 """
 
 from __future__ import annotations

@@ -20,8 +20,9 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
         help="recall@1/5/10 on a captioned set (Flickr8k protocol)",
         description="Text-to-image and image-to-text recall@K over the test split "
         "(Flickr8k: 1,000 images, 5,000 captions), for each precision asked for. Images are "
-        "always decoded the reference way (a full decode, as transformers' CLIPImageProcessor "
-        "sees it), whatever shortcuts indexing takes.",
+        "always decoded the reference way (a full decode and the checkpoint's own image "
+        "processor, CLIPImageProcessor or SiglipImageProcessor), whatever shortcuts indexing "
+        "takes.",
     )
     p.add_argument(
         "--dataset",
@@ -115,7 +116,7 @@ def _run(args: argparse.Namespace) -> int:
         return ExitCode.OK
     print(
         f"{len(data.paths)} images, {len(data.captions)} captions ({report['split']}); "
-        "images decoded the reference way (full decode, as transformers' CLIPImageProcessor)"
+        "images decoded the reference way (full decode, the checkpoint's own image processor)"
     )
     print(
         f"{'':6} {'t2i R@1':>8} {'R@5':>6} {'R@10':>6}  {'i2t R@1':>8} {'R@5':>6} {'R@10':>6}"
