@@ -18,6 +18,7 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 from PIL import Image
@@ -288,6 +289,19 @@ def load_image(
     at, not to embed: embedding goes through clipsearch_onnx.pipeline)."""
     reduce_to = (lambda w, h: (min_side, min_side)) if draft else None
     return decode(path, data=data, reduce_to=reduce_to).image
+
+
+def check_header(fh: BinaryIO, path: Path | str) -> None:
+    """Raise ImageError unless an open file's header is one Pillow can decode (reads the header
+    alone, not the file), or it states more pixels than the limit allows."""
+    limit = max_pixels()
+    try:
+        with Image.open(fh) as img:
+            width, height = img.size
+    except Exception as exc:  # noqa: BLE001 - whatever the header does, it is this file's
+        raise ImageError(path, reason(exc, limit)) from None
+    if limit is not None and width * height > limit:
+        raise ImageError(path, _too_large(f"{width}x{height} = {width * height:,} pixels", limit))
 
 
 def read_facts(path: Path | str) -> FileFacts:

@@ -51,7 +51,7 @@ from typing import TYPE_CHECKING, TypeVar
 import numpy as np
 
 from clipsearch_onnx import fingerprint
-from clipsearch_onnx.decode import FileFacts, decode, read_facts, reason
+from clipsearch_onnx.decode import FileFacts, check_header, decode, read_facts, reason
 from clipsearch_onnx.errors import ImageError
 from clipsearch_onnx.scan import not_a_file
 from clipsearch_onnx.settings import DECODINGS
@@ -82,6 +82,10 @@ FAST, REFERENCE = DECODINGS  # the `decoding` setting's values
 BULK_DECODING = FAST  # index, embed-shards: decode CPU matters (see above)
 SINGLE_DECODING = REFERENCE  # embed, query images: exactly the checkpoint's processor (issue 16)
 REDUCE_FACTOR = 4  # a reduced JPEG decode keeps at least this many pixels per output pixel
+# A file this large is read whole only once its header says it is an image: a 3 GB video named
+# x.jpg took 3.2 GB of memory before its skip line, and on a small machine the kernel would end
+# the run there, on every run.
+CHECK_HEADER_ABOVE = 32 << 20
 
 
 def decoding_for(setting: str | None, *, bulk: bool) -> str:
@@ -154,9 +158,13 @@ def read_file(
     """Reads a file once: its sha256, its preprocessed pixels and its facts (raises ImageError)."""
     try:
         with open(path, "rb") as fh:
-            why = not_a_file(os.fstat(fh.fileno()).st_mode, pipes=True)
+            st = os.fstat(fh.fileno())
+            why = not_a_file(st.st_mode, pipes=True)
             if why is not None:
                 raise ImageError(path, why)
+            if st.st_size > CHECK_HEADER_ABOVE:
+                check_header(fh, path)
+                fh.seek(0)
             data = fh.read()
     except ImageError:
         raise

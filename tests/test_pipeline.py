@@ -178,3 +178,26 @@ def test_any_failure_of_one_file_is_that_file_s_error(tmp_path, monkeypatch):
     assert len(errors) == 3
     with pytest.raises(ImageError, match="not an image"):
         read_bytes(b"GIF89a\x00", "upload.gif", pre)
+
+
+def test_a_huge_file_that_is_no_image_is_refused_before_it_is_read(tmp_path):
+    import tracemalloc
+
+    pre = Preprocessor(32, 32, CLIP_MEAN, CLIP_STD)
+    video = tmp_path / "clip.jpg"
+    with open(video, "wb") as fh:  # sparse: 200 MB that take no disk
+        fh.write(b"\x00\x00\x00\x18ftypmp42")
+        fh.truncate(200 << 20)
+    big = tmp_path / "big.png"  # a real image's header, on a file over the size that is checked
+    Image.new("RGB", (64, 48), "red").save(big)
+    with open(big, "ab") as fh:
+        fh.truncate(40 << 20)
+    tracemalloc.start()
+    try:
+        with pytest.raises(ImageError, match="not an image"):
+            read_file(video, pre)
+        peak = tracemalloc.get_traced_memory()[1]
+        assert peak < 20 << 20, f"{peak / 1e6:.0f} MB were read"
+        assert read_file(big, pre).pixels.shape == (3, 32, 32)  # read whole, as before
+    finally:
+        tracemalloc.stop()
