@@ -3,7 +3,10 @@
 
 Reference decoding: the checkpoint's own transformers image processor (`CLIPImageProcessor`,
 `SiglipImageProcessor`) on a full Pillow decode, what the model was trained and exported against.
-`REFERENCE` reproduces it exactly (tests/test_preprocess.py).
+`REFERENCE` reproduces it exactly (tests/test_preprocess.py) on the picture as it is meant to be
+seen: every decoding first turns a photo upright by its EXIF orientation (decode.py), as viewers
+do and as the pictures models are trained on are; the processor alone, given `Image.open(path)`,
+would see a phone photo on its side (cosine 0.83-0.91 to the upright one on tiny test models).
 
 `FAST` differs only for JPEGs larger than `REDUCE_FACTOR` (4) x the resize target: libjpeg-turbo
 decodes them reduced in the DCT domain (at M/8 through simplejpeg, clipsearch_onnx/turbo.py; at
