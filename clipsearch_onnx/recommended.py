@@ -1,11 +1,12 @@
-"""Checkpoints worth exporting, with their published quality, size and speed on this CPU.
+"""Checkpoints worth exporting, with their published quality and size.
 
 Quality figures are quoted from their sources, not measured here (no internet for the weights):
 - "c3600": Immich's Crossmodal-3600 table (average recall, many languages).
 - "flickr8k_t2i_r5": CLIP_benchmark, Flickr8k 1k test split, text-to-image R@5.
-Parameter counts are those of the architecture (transformers' configs, counted by
-`python -m bench --only models`), and so is `img_s`: int8 image tower, ONNX Runtime, 2 threads,
-batch 32, random weights of the same shapes, measured on this machine (see `MEASURED`).
+Parameter counts are those of the architecture (transformers' configs with the hub checkpoints'
+shapes, bench/architectures.py: the image tower, and the rest of the model as the text tower).
+Speed is not listed: it depends on the CPU, and `python -m bench --only models` measures each
+architecture's image tower on this one (see `SPEED`).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 DEFAULT = "openai/clip-vit-base-patch32"
-MEASURED = "not yet measured on this machine: run `python -m bench --only models`"
+SPEED = "image speed on this CPU: `python -m bench --only models` measures each image tower"
 
 
 @dataclass(frozen=True)
@@ -25,7 +26,6 @@ class Recommendation:
     why: str
     quality: dict[str, float] = field(default_factory=dict)
     params_m: tuple[float, float] = (0.0, 0.0)  # image tower, text tower (millions)
-    img_s: float | None = None  # int8 image tower on this CPU (None: not measured)
 
     @property
     def export_command(self) -> str:
@@ -67,6 +67,7 @@ RECOMMENDED = (
         "SigLIP 2 B/16 224",
         "models/siglip2-b16-224",
         "finer detail than B/32 at about 4x the image cost; multilingual",
+        params_m=(92.9, 282.3),
     ),
     Recommendation(
         "openai/clip-vit-base-patch16",
@@ -74,6 +75,7 @@ RECOMMENDED = (
         "CLIP ViT-B/16 224",
         "models/clip-vit-b16",
         "OpenAI's patch-16 model: about 4x the image cost of ViT-B/32",
+        params_m=(85.8, 63.8),
     ),
     Recommendation(
         "laion/CLIP-ViT-L-14-DataComp.XL-s13B-b90K",
@@ -81,6 +83,7 @@ RECOMMENDED = (
         "CLIP ViT-L/14 224",
         "models/datacomp-vit-l14",
         "large (DataComp-1B): for collections indexed once where quality matters more than time",
+        params_m=(303.2, 124.4),
     ),
     Recommendation(
         "openai/clip-vit-large-patch14-336",
@@ -88,5 +91,6 @@ RECOMMENDED = (
         "CLIP ViT-L/14 336",
         "models/clip-vit-l14-336",
         "the largest here: 336 px input, the slowest by far",
+        params_m=(303.5, 124.4),
     ),
 )

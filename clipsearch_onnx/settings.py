@@ -57,10 +57,22 @@ KEYS = (
     Key("model_dir", "CLIPSEARCH_MODEL", "--model", Path, "exported model folder"),
     Key("index_dir", "CLIPSEARCH_INDEX", "--index", Path, "index folder"),
     Key("precision", "CLIPSEARCH_PRECISION", "--precision", str, "int8 or fp32"),
-    Key("threads", "CLIPSEARCH_THREADS", "--threads", int, "inference threads (>= 1; all cores)"),
+    Key(
+        "threads",
+        "CLIPSEARCH_THREADS",
+        "--threads",
+        int,
+        "inference threads (>= 1; physical cores)",
+    ),
     Key("batch_size", "CLIPSEARCH_BATCH_SIZE", "--batch-size", int, "images per batch (>= 1; 32)"),
     Key("backend", "CLIPSEARCH_BACKEND", "--backend", str, "auto, onnxruntime or openvino"),
-    Key("decoding", "CLIPSEARCH_DECODING", "--decoding", str, "fast or reference (per command)"),
+    Key(
+        "decoding",
+        "CLIPSEARCH_DECODING",
+        "--decoding",
+        str,
+        "fast or reference (default: per command)",
+    ),
 )
 _BY_NAME = {key.name: key for key in KEYS}
 

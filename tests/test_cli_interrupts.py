@@ -1,4 +1,5 @@
-"""Ctrl-C at any moment of any command: exit code 130 and one line, "clipsearch: interrupted".
+"""Ctrl-C at any moment of any command: exit code 130 and one line, "clipsearch: interrupted";
+once the command is done (the interpreter shutting down), its own exit code and nothing said.
 
 Each case is a real `clipsearch` process that gets a real SIGINT at a chosen moment. The moments
 inside the process are picked by a launcher that is the console script plus a trigger: it sends

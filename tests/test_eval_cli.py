@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from tests.factories import default_corpus, write_captions
-from tests.fixtures_collection import make_distinct_images, run_cli
+from tests.fixtures_collection import assert_one_clean_line, make_distinct_images, run_cli
 
 
 def _embed(model: Path, precision: str, home: Path, texts: list[str], images: list[Path]):
@@ -75,3 +75,12 @@ def test_eval_agrees_with_recall_from_embed_vectors(exported_model, tmp_path):
         assert (
             0 < report[precision]["t2i"]["R@10"] < 100 or 0 < report[precision]["i2t"]["R@5"] < 100
         )
+
+
+def test_a_dataset_folder_not_yet_downloaded_says_how_to_get_it(tmp_path):
+    # `make eval` on a fresh clone, before `make index` downloaded Flickr8k
+    proc = run_cli("eval", "--dataset", tmp_path / "flickr8k", home=tmp_path)
+    assert proc.returncode == 5
+    assert_one_clean_line(proc.stderr)
+    assert f"image folder {tmp_path / 'flickr8k' / 'Images'} does not exist" in proc.stderr
+    assert f"`clipsearch dataset flickr8k --dest {tmp_path / 'flickr8k'}`" in proc.stderr

@@ -14,7 +14,8 @@ from .query import SYNTAX
 
 KEYS = [
     ("Enter", "in the query box: search; on a result: open it in the picture viewer"),
-    ("Tab / Escape", "move between the query box and the results (the focused one is lit)"),
+    ("Tab", "move between the query box and the results (the focused one is lit)"),
+    ("Escape, /", "in the results: back to the query box"),
     ("Up / Down", "in the query box: the previous / next result"),
     ("arrows", "in the grid: move through the tiles; in the list: the rows"),
     ("PgUp / PgDn", "a page of results; Home / End in the grid: the first / last one"),

@@ -12,8 +12,15 @@ from clipsearch_onnx.errors import ExitCode
 
 
 def register(subparsers: Any) -> argparse.ArgumentParser:
-    p = add_command(subparsers, "dataset", help="download a public dataset (Flickr8k)")
-    p.add_argument("name", choices=("flickr8k",))
+    p = add_command(
+        subparsers,
+        "dataset",
+        help="download a public dataset (Flickr8k)",
+        description="Download Flickr8k (about 1 GB) and lay it out as `clipsearch eval --dataset` "
+        "and `make index` read it: DIR/Images/, DIR/captions.txt and the split files. An "
+        "interrupted download resumes when the command runs again.",
+    )
+    p.add_argument("name", choices=("flickr8k",), help="the dataset")
     p.add_argument(
         "--dest", default="data/flickr8k", metavar="DIR", help="where to lay it out (data/flickr8k)"
     )

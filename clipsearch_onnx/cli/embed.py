@@ -13,9 +13,19 @@ from clipsearch_onnx.errors import ExitCode, InputError
 
 
 def register(subparsers: Any) -> argparse.ArgumentParser:
-    p = add_command(subparsers, "embed", help="print embeddings of texts and images as JSON lines")
-    p.add_argument("--text", action="append", default=[], metavar="T", help="repeatable")
-    p.add_argument("--image", action="append", default=[], metavar="PATH", help="repeatable")
+    p = add_command(
+        subparsers,
+        "embed",
+        help="print embeddings of texts and images as JSON lines",
+        description='One JSON line per input, texts first: {"kind": "text" or "image", "input": '
+        'the text or path as given, "embedding": [D floats, unit length]}. Image files are '
+        "decoded the reference way unless --decoding says otherwise; in fp32 the vectors are "
+        "PyTorch's get_image_features / get_text_features, normalised. No index is needed.",
+    )
+    p.add_argument("--text", action="append", default=[], metavar="T", help="a text (repeatable)")
+    p.add_argument(
+        "--image", action="append", default=[], metavar="PATH", help="an image file (repeatable)"
+    )
     add_common(p, index=False)
     add_decoding(p)
     return p

@@ -27,13 +27,18 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument(
         "--dataset",
         metavar="DIR",
-        help="Flickr8k-style folder: Images/, captions.txt, Flickr_8k.testImages.txt",
+        help="Flickr8k-style folder: Images/, captions.txt, Flickr_8k.testImages.txt (what "
+        "`clipsearch dataset flickr8k --dest DIR` lays out)",
     )
     p.add_argument("--images", metavar="DIR", help="image folder (instead of --dataset)")
     p.add_argument("--captions", metavar="FILE", help="captions file (with --images)")
     p.add_argument("--split", metavar="FILE", help="file names to evaluate on (with --images)")
     p.add_argument("--whole", action="store_true", help="use every captioned image, not the split")
-    p.add_argument("--model", metavar="DIR", help="exported model folder")
+    p.add_argument(
+        "--model",
+        metavar="DIR",
+        help="exported model folder (default: CLIPSEARCH_HOME/models/clip-vit-b32)",
+    )
     p.add_argument(
         "--precision",
         dest="precisions",
@@ -41,9 +46,11 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
         metavar="LIST",
         help="fp32, int8, or fp32,int8 (default)",
     )
-    p.add_argument("--threads", type=int, metavar="N")
+    p.add_argument(
+        "--threads", type=int, metavar="N", help="inference threads (default: physical cores)"
+    )
     add_backend(p)
-    p.add_argument("--batch-size", type=int, metavar="N")
+    p.add_argument("--batch-size", type=int, metavar="N", help="images per inference batch (32)")
     p.add_argument("--json", action="store_true", help="JSON output")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     return p
@@ -91,7 +98,8 @@ def _run(args: argparse.Namespace) -> int:
         )
     images, captions, split = _inputs(args)
     if not images.is_dir():
-        raise InputError(f"image folder {images} does not exist")
+        fetch = f" (`clipsearch dataset flickr8k --dest {args.dataset}` downloads Flickr8k there)"
+        raise InputError(f"image folder {images} does not exist{fetch if args.dataset else ''}")
     data, warnings = EvalSet.load(images, captions, split)
     manifest = models.standalone(settings, precisions[0]).manifest
     bar = Bar(enabled=not args.quiet)

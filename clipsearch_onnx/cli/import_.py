@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from clipsearch_onnx.cli.options import INDEX_TYPES, add_common, settings_from
+from clipsearch_onnx.cli.options import add_common, add_layout, settings_from
 from clipsearch_onnx.cli.usage import add_command
 from clipsearch_onnx.errors import ExitCode
 
@@ -24,17 +24,21 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
         "holds shards, each complete once its shard.json exists; shards imported before "
         "(same shard.json) are skipped. Shards are hard-linked into the index, not copied.",
     )
-    p.add_argument("shards", nargs="+", metavar="SHARD_OR_JOB_DIR")
+    p.add_argument(
+        "shards",
+        nargs="+",
+        metavar="SHARD_OR_JOB_DIR",
+        help="shard folders, or job folders of `clipsearch embed-shards`",
+    )
     p.add_argument(
         "--root",
         metavar="DIR",
         help="the folder relative item paths are relative to (default: the root a job records "
         "in shard.json or job.json)",
     )
-    add_common(p)
-    p.add_argument("--index-type", choices=INDEX_TYPES, default="auto")
-    p.add_argument("--ivf-threshold", type=int, default=200_000, metavar="N")
-    p.add_argument("-q", "--quiet", action="store_true")
+    add_common(p, inference=False)
+    add_layout(p)
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
     return p
 
 

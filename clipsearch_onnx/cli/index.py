@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from clipsearch_onnx.cli import interrupts
-from clipsearch_onnx.cli.options import INDEX_TYPES, add_common, add_decoding, settings_from
+from clipsearch_onnx.cli.options import add_common, add_decoding, add_layout, settings_from
 from clipsearch_onnx.cli.usage import add_command
 from clipsearch_onnx.errors import ExitCode
 
@@ -46,20 +46,7 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
         metavar="N",
         help="threads decoding images ahead of inference (2)",
     )
-    p.add_argument(
-        "--index-type",
-        choices=INDEX_TYPES,
-        default="auto",
-        help="flat (exact) or IVF (approximate, for large collections); auto picks "
-        "flat below --ivf-threshold vectors",
-    )
-    p.add_argument(
-        "--ivf-threshold",
-        type=int,
-        default=200_000,
-        metavar="N",
-        help="collection size from which auto uses ivf-sq8 (200000)",
-    )
+    add_layout(p)
     p.add_argument("--rebuild", action="store_true", help="forget the existing index, start over")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
     p.add_argument(

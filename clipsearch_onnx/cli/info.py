@@ -12,10 +12,20 @@ from clipsearch_onnx.errors import ExitCode
 
 
 def register(subparsers: Any) -> argparse.ArgumentParser:
-    p = add_command(subparsers, "info", help="what an index holds")
+    p = add_command(
+        subparsers,
+        "info",
+        help="what an index holds",
+        description="The index's image count, model, precision, vector index type, size on disk, "
+        "last update and the files its runs skipped (the first 20; --json lists them all).",
+    )
     add_common(p, model=False)
     p.add_argument("--json", action="store_true", help="JSON output")
-    p.add_argument("--verify", action="store_true", help="checksum every index file in full")
+    p.add_argument(
+        "--verify",
+        action="store_true",
+        help="checksum every index file in full (a mismatch: one line, exit code 4)",
+    )
     return p
 
 

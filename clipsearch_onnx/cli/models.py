@@ -11,9 +11,10 @@ from clipsearch_onnx.cli.usage import add_command
 from clipsearch_onnx.errors import ExitCode
 
 DESCRIPTION = """\
-Lists recommended checkpoints (published quality, size, image speed measured on this CPU, the
-command that exports each) and the exported model folders found under the clipsearch home's
-models/ and ./models (where `make export` writes).
+Lists recommended checkpoints (published quality, parameter counts, the command that exports
+each) and the exported model folders found under the clipsearch home's models/ and ./models
+(where `make export` writes). `python -m bench --only models` measures each one's image speed
+on this CPU.
 
 Quality: "C3600" is Immich's Crossmodal-3600 average recall (many languages), "F8k R@5" is
 CLIP_benchmark's Flickr8k text-to-image recall@5; both quoted, not measured here. An index
@@ -63,25 +64,20 @@ def _installed() -> list[dict[str, Any]]:
 def run(args: argparse.Namespace) -> int:
     from dataclasses import asdict
 
-    from clipsearch_onnx.recommended import MEASURED, RECOMMENDED
+    from clipsearch_onnx.recommended import RECOMMENDED, SPEED
 
     installed = _installed()
     if args.json:
         rows = [{**asdict(r), "export": r.export_command} for r in RECOMMENDED]
-        print_json({"recommended": rows, "measured": MEASURED, "installed": installed})
+        print_json({"recommended": rows, "speed": SPEED, "installed": installed})
         return ExitCode.OK
-    print(
-        f"{'checkpoint':42} {'family':6} {'C3600':>6} {'F8k R@5':>7} {'params M':>13} {'img/s':>6}"
-    )
+    print(f"{'checkpoint':42} {'family':6} {'C3600':>6} {'F8k R@5':>7} {'params M':>13}")
     for r in RECOMMENDED:
         c3600, r5 = r.quality.get("c3600"), r.quality.get("flickr8k_t2i_r5")
         params = f"{r.params_m[0]:.0f} + {r.params_m[1]:.0f}" if r.params_m[0] else "-"
-        print(
-            f"{r.hub_id:42} {r.family:6} {_num(c3600):>6} {_num(r5):>7} {params:>13} "
-            f"{_num(r.img_s):>6}"
-        )
+        print(f"{r.hub_id:42} {r.family:6} {_num(c3600):>6} {_num(r5):>7} {params:>13}")
         print(f"    {r.why}\n    {r.export_command}")
-    print(f"\nparams: image + text tower; img/s: int8 image tower, {MEASURED}")
+    print(f"\nparams: image + text tower, millions; {SPEED}")
     print("\nexported here:" if installed else "\nno exported model found (see `make export`)")
     for m in installed:
         if "error" in m:

@@ -11,8 +11,11 @@ if TYPE_CHECKING:
 INDEX_TYPES = ("auto", "flat", "ivf-sq8", "ivf-pq")
 
 
-def add_common(p: argparse.ArgumentParser, *, index: bool = True, model: bool = True) -> None:
-    """--index, and --model/--precision/--threads (the names `settings_from` reads)."""
+def add_common(
+    p: argparse.ArgumentParser, *, index: bool = True, model: bool = True, inference: bool = True
+) -> None:
+    """--index, --model/--precision, and --threads/--backend for a command that runs the model
+    (the names `settings_from` reads)."""
     if index:
         p.add_argument(
             "--index", metavar="DIR", help="index folder (default: CLIPSEARCH_HOME/index)"
@@ -24,10 +27,29 @@ def add_common(p: argparse.ArgumentParser, *, index: bool = True, model: bool = 
             choices=("int8", "fp32"),
             help="model precision (default: the index's, else the model's default)",
         )
+    if model and inference:
         p.add_argument(
             "--threads", type=int, metavar="N", help="inference threads (default: physical cores)"
         )
         add_backend(p)
+
+
+def add_layout(p: argparse.ArgumentParser) -> None:
+    """--index-type and --ivf-threshold, for a command that may lay out a new vector index."""
+    p.add_argument(
+        "--index-type",
+        choices=INDEX_TYPES,
+        default="auto",
+        help="flat (exact), ivf-sq8 (approximate, 8-bit codes: for large collections) or ivf-pq "
+        "(smallest); auto: flat below --ivf-threshold vectors, else ivf-sq8 (default: auto)",
+    )
+    p.add_argument(
+        "--ivf-threshold",
+        type=int,
+        default=200_000,
+        metavar="N",
+        help="collection size from which auto uses ivf-sq8 (200000)",
+    )
 
 
 def add_backend(p: argparse.ArgumentParser) -> None:

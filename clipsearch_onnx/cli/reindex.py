@@ -32,8 +32,14 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
         help="flat, ivf-sq8 (8-bit codes) or ivf-pq (smallest); auto: flat below "
         "--ivf-threshold vectors, else ivf-sq8 (default: the index's present type)",
     )
-    p.add_argument("--ivf-threshold", type=int, default=200_000, metavar="N")
-    p.add_argument("-q", "--quiet", action="store_true")
+    p.add_argument(
+        "--ivf-threshold",
+        type=int,
+        default=200_000,
+        metavar="N",
+        help="collection size from which auto uses ivf-sq8 (200000)",
+    )
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
     return p
 
 

@@ -18,7 +18,8 @@ EXIT_CODES = """exit codes:
   6    search --queries: some lines failed (each has an error result); the rest were answered
   7    tui: no terminal (stdin or stdout is not one)
   129  tui: the terminal went away (closed, hung up)
-  130  interrupted (Ctrl-C); finished batches are kept
+  130  interrupted (Ctrl-C); finished batches are kept (a Ctrl-C once a command is done
+       leaves that command's code)
 
 """ + describe()
 
