@@ -134,7 +134,8 @@ def _run(args: argparse.Namespace) -> int:
     if not args.quiet:
         count = len(job.names) if which is None else 1
         print(
-            f"{out}: {count} partitions, {count - before} embedded now ({embedded} images, "
+            f"{out}: {count} partition{'s' if count != 1 else ''}, {count - before} embedded now "
+            f"({embedded} images, "
             f"{failed} skipped), {before} finished before; merge with: "
             f"clipsearch import {out} --index DIR",
             file=sys.stderr,

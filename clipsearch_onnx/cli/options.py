@@ -25,7 +25,9 @@ def add_common(
         p.add_argument(
             "--precision",
             choices=("int8", "fp32"),
-            help="model precision (default: the index's, else the model's default)",
+            help="model precision (default: the index's, else the model's default)"
+            if index
+            else "model precision (default: the model's default)",
         )
     if model and inference:
         p.add_argument(

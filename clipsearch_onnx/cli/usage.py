@@ -10,7 +10,7 @@ from clipsearch_onnx.settings import describe
 
 EXIT_CODES = """exit codes:
   0    success (an index run that skipped unreadable files still succeeds)
-  1    unexpected error
+  1    any other failure (a download that failed), or an unexpected error
   2    bad command-line arguments or settings (a flag, a CLIPSEARCH_* variable, config.toml)
   3    model folder missing, incomplete, damaged, or not the index's model
   4    index missing, damaged, locked by another run, or built with another model
