@@ -36,14 +36,16 @@ def add_common(
         add_backend(p)
 
 
-def add_layout(p: argparse.ArgumentParser) -> None:
-    """--index-type and --ivf-threshold, for a command that may lay out a new vector index."""
+def add_layout(p: argparse.ArgumentParser, *, keep_present: bool = False) -> None:
+    """--index-type and --ivf-threshold, for a command that may lay out a new vector index;
+    `keep_present`: no --index-type keeps the index's present type (reindex)."""
+    default = "the index's present type" if keep_present else "auto"
     p.add_argument(
         "--index-type",
         choices=INDEX_TYPES,
-        default="auto",
+        default=None if keep_present else "auto",
         help="flat (exact), ivf-sq8 (approximate, 8-bit codes: for large collections) or ivf-pq "
-        "(smallest); auto: flat below --ivf-threshold vectors, else ivf-sq8 (default: auto)",
+        f"(smallest); auto: flat below --ivf-threshold vectors, else ivf-sq8 (default: {default})",
     )
     p.add_argument(
         "--ivf-threshold",

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from clipsearch_onnx.cli.options import INDEX_TYPES, add_common, settings_from
+from clipsearch_onnx.cli.options import add_common, add_layout, settings_from
 from clipsearch_onnx.cli.usage import add_command
 from clipsearch_onnx.errors import ExitCode
 
@@ -26,19 +26,7 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
         description=__doc__.split("\n\n", 1)[1].strip(),
     )
     add_common(p, model=False)
-    p.add_argument(
-        "--index-type",
-        choices=INDEX_TYPES,
-        help="flat, ivf-sq8 (8-bit codes) or ivf-pq (smallest); auto: flat below "
-        "--ivf-threshold vectors, else ivf-sq8 (default: the index's present type)",
-    )
-    p.add_argument(
-        "--ivf-threshold",
-        type=int,
-        default=200_000,
-        metavar="N",
-        help="collection size from which auto uses ivf-sq8 (200000)",
-    )
+    add_layout(p, keep_present=True)
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
     return p
 
