@@ -17,12 +17,13 @@ import pytest
 from tests.factories import default_corpus, make_images, write_captions
 
 WEB_COLLECTION_SIZE = 16
+IN_SUBFOLDER = 4  # the last images live in photos/trips/ (a folder to filter on)
 START_TIMEOUT_S = 60
 
 
 @dataclass(frozen=True)
 class WebCollection:
-    photos: Path
+    photos: Path  # holds images[:-IN_SUBFOLDER]; the others are in photos/trips/
     model: Path
     index: Path
     images: list[Path]
@@ -89,6 +90,9 @@ def web_collection(exported_model: Path, tmp_path_factory: pytest.TempPathFactor
     root = tmp_path_factory.mktemp("web")
     photos = root / "photos"
     images = make_images(photos, WEB_COLLECTION_SIZE, size=(80, 60), seed=11)
+    (photos / "trips").mkdir()
+    for i in range(WEB_COLLECTION_SIZE - IN_SUBFOLDER, WEB_COLLECTION_SIZE):
+        images[i] = images[i].rename(photos / "trips" / images[i].name)
     corpus = default_corpus()
     captions = {
         p.name: [corpus[(3 * i) % len(corpus)], corpus[(3 * i + 1) % len(corpus)]]

@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import shutil
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
@@ -107,3 +108,50 @@ def test_an_error_shows_a_message(page, web_server, tmp_path):
     page.set_input_files("#file", str(junk))
     page.locator("#error").wait_for(state="visible")
     assert "not an image" in page.text_content("#error")
+
+
+def shown_paths(page) -> list[str]:
+    return page.eval_on_selector_all("#results .result", "cards => cards.map(c => c.title)")
+
+
+def test_a_folder_filter_narrows_the_results_and_stays_in_the_link(
+    page, web_server, web_collection
+):
+    trips = web_collection.photos / "trips"
+    in_trips = sorted(str(p) for p in web_collection.images if p.parent == trips)
+    assert 0 < len(in_trips) < len(web_collection.images)
+    open_search(page, web_server.url, "a dog running on the beach", 10)
+    page.click("#filters summary")
+    page.fill("#f-under", str(trips))
+    page.select_option("#f-sort", "path")
+    page.press("#f-under", "Enter")
+    page.wait_for_function(LOADED, arg=len(in_trips))
+    assert shown_paths(page) == in_trips  # all of them, sorted by path
+    assert page.locator("#error").is_hidden()
+    link = page.url
+    assert parse_qs(urlsplit(link).query)["under"] == [str(trips)]
+
+    fresh = page.context.new_page()  # the link as shared, in a page of its own
+    try:
+        fresh.goto(link)
+        fresh.wait_for_function(LOADED, arg=len(in_trips))
+        assert shown_paths(fresh) == in_trips
+        assert fresh.input_value("#f-under") == str(trips)
+        assert fresh.locator("#filters").get_attribute("open") is not None
+    finally:
+        fresh.close()
+
+    page.locator("#results .result").nth(1).click()  # more like this keeps the filter
+    page.click("#more")
+    page.wait_for_function(
+        "() => document.querySelector('#status').textContent.includes('pictures like')"
+    )
+    page.wait_for_function(LOADED, arg=len(in_trips))
+    assert sorted(shown_paths(page)) == in_trips
+
+    page.fill("#f-min_size", "big")  # the API's own message for a bad value
+    page.press("#f-min_size", "Enter")
+    page.locator("#error").wait_for(state="visible")
+    assert "800x600" in page.text_content("#error")
+    page.click("#clear-filters")
+    assert page.input_value("#f-under") == ""

@@ -3,6 +3,8 @@
 
 const $ = (id) => document.getElementById(id);
 const state = { file: null, preview: null };
+// The API's filter parameters (web/app.py `_where`), each edited in the field `f-NAME`.
+const FILTERS = ["under", "glob", "after", "before", "min_size", "sort"];
 
 function showError(message) {
   $("error").textContent = message || "";
@@ -28,12 +30,42 @@ async function call(url, options) {
   return body;
 }
 
+// The filters set in the page, as query parameters (sort=score, the default, is left out).
+function filterParams() {
+  const params = {};
+  for (const name of FILTERS) {
+    const value = $(`f-${name}`).value.trim();
+    if (value && !(name === "sort" && value === "score")) params[name] = value;
+  }
+  return params;
+}
+
+function showFilterCount() {
+  const n = Object.keys(filterParams()).length;
+  $("filter-count").textContent = n ? ` (${n} set)` : "";
+}
+
+function setFilters(params) {
+  for (const name of FILTERS) {
+    const field = $(`f-${name}`);
+    const value = params.get(name) || "";
+    if (field.tagName === "SELECT") {
+      field.value = Array.from(field.options).some((o) => o.value === value) ? value : "score";
+    } else {
+      field.value = value;
+    }
+  }
+  showFilterCount();
+  if (Object.keys(filterParams()).length) $("filters").open = true;
+}
+
 async function run(label, request) {
   showError("");
   $("status").textContent = "Searching…";
   document.body.classList.add("busy");
+  const filtered = Object.keys(filterParams()).length > 0;
   try {
-    render(await request(), label);
+    render(await request(), label, filtered);
   } catch (e) {
     $("status").textContent = "";
     showError(e.message);
@@ -46,7 +78,7 @@ function captionOf(result) {
   return result.captions && result.captions.length ? result.captions[0] : result.path.split("/").pop();
 }
 
-function render(data, label) {
+function render(data, label, filtered) {
   const grid = $("results");
   grid.replaceChildren();
   for (const result of data.results) {
@@ -71,17 +103,18 @@ function render(data, label) {
   const n = data.results.length;
   $("status").textContent = n
     ? `${n} result${n === 1 ? "" : "s"} for ${label} in ${Math.round(data.took_ms)} ms`
-    : `No results for ${label}: the index is empty.`;
+    : filtered
+      ? `No results for ${label} with these filters.`
+      : `No results for ${label}: the index is empty.`;
 }
 
 function searchText(text, push) {
-  const k = $("k").value;
+  const params = new URLSearchParams({ q: text, k: $("k").value, ...filterParams() });
   if (push) {
     const url = new URL(location.href);
-    url.search = new URLSearchParams({ q: text, k }).toString();
+    url.search = params.toString();
     history.pushState({}, "", url);
   }
-  const params = new URLSearchParams({ q: text, k });
   return run(`“${text}”`, () => call(`/api/search?${params}`));
 }
 
@@ -91,12 +124,14 @@ function searchImage(file, text) {
   if (text) form.append("q", text);
   form.append("k", $("k").value);
   const label = text ? `${file.name} and “${text}”` : `pictures like ${file.name}`;
-  return run(label, () => call("/api/search", { method: "POST", body: form }));
+  const params = new URLSearchParams(filterParams());
+  return run(label, () => call(`/api/search?${params}`, { method: "POST", body: form }));
 }
 
 function similar(result) {
   const label = `pictures like ${result.path.split("/").pop()}`;
-  return run(label, () => call(`/api/similar/${result.id}?k=${$("k").value}`));
+  const params = new URLSearchParams({ k: $("k").value, ...filterParams() });
+  return run(label, () => call(`/api/similar/${result.id}?${params}`));
 }
 
 function submit() {
@@ -160,6 +195,11 @@ function start() {
   });
   $("file").addEventListener("change", () => chooseFile($("file").files[0]));
   $("clear-image").addEventListener("click", clearFile);
+  $("filters").addEventListener("input", showFilterCount);
+  $("clear-filters").addEventListener("click", () => {
+    setFilters(new URLSearchParams());
+    $("f-under").focus();
+  });
   $("detail").addEventListener("click", (event) => {
     if (event.target === $("detail")) $("detail").close(); // a click on the backdrop
   });
@@ -193,6 +233,7 @@ function fromLocation() {
   const params = new URLSearchParams(location.search);
   const k = params.get("k");
   if (k && Array.from($("k").options).some((o) => o.value === k)) $("k").value = k;
+  setFilters(params);
   const text = params.get("q");
   if (text) {
     $("q").value = text;
