@@ -149,6 +149,15 @@ def test_a_folder_filter_narrows_the_results_and_stays_in_the_link(
     page.wait_for_function(LOADED, arg=len(in_trips))
     assert sorted(shown_paths(page)) == in_trips
 
+    outside = next(p for p in web_collection.images if p.parent != trips)
+    page.set_input_files("#file", str(outside))  # and so does an upload
+    page.wait_for_function(
+        "n => document.querySelector('#status').textContent.includes(`like ${n} in`)",
+        arg=outside.name,
+    )
+    page.wait_for_function(LOADED, arg=len(in_trips))
+    assert sorted(shown_paths(page)) == in_trips
+
     page.fill("#f-min_size", "big")  # the API's own message for a bad value
     page.press("#f-min_size", "Enter")
     page.locator("#error").wait_for(state="visible")
