@@ -10,6 +10,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
+from tests.factories import draw_shapes
+
 # (width, height): 12 MP and 8 MP phones, 5 MP, 3 MP, 2 MP, 1 MP; every fifth turned portrait.
 PHOTO_SIZES = [(4000, 3000), (3264, 2448), (2592, 1944), (2048, 1536), (1600, 1200), (1024, 768)]
 # Web-sized pictures (Flickr8k's are ~500x375): decoding is cheap, the model dominates.
@@ -20,11 +22,7 @@ def photo(rng: random.Random, nprng: np.random.Generator, width: int, height: in
     small = nprng.integers(0, 256, (6, 8, 3), dtype=np.uint8)
     img = Image.fromarray(small, "RGB").resize((width, height), Image.Resampling.BICUBIC)
     draw = ImageDraw.Draw(img)
-    for _ in range(rng.randint(3, 8)):
-        x0, x1 = sorted(rng.randrange(width) for _ in range(2))
-        y0, y1 = sorted(rng.randrange(height) for _ in range(2))
-        fill = tuple(rng.randrange(256) for _ in range(3))
-        rng.choice((draw.rectangle, draw.ellipse))((x0, y0, x1, y1), fill=fill)
+    draw_shapes(draw, rng, width, height, rng.randint(3, 8))
     img = img.filter(ImageFilter.GaussianBlur(radius=max(1, width // 800)))
     arr = np.asarray(img, dtype=np.int16)
     noise = nprng.normal(0, 5, (height, width, 1)).astype(np.int16)

@@ -173,6 +173,17 @@ def make_sensitive_clip(out_dir: Path, *, image_size: int = 32, seed: int = 0, *
     return make_tiny_clip(out_dir, image_size=image_size, seed=seed, weight_std=SENSITIVE_STD, **kw)
 
 
+def draw_shapes(
+    draw: ImageDraw.ImageDraw, rng: random.Random, width: int, height: int, count: int
+) -> None:
+    """`count` rectangles and ellipses of random colours, anywhere in the picture."""
+    for _ in range(count):
+        x0, x1 = sorted(rng.randrange(width) for _ in range(2))
+        y0, y1 = sorted(rng.randrange(height) for _ in range(2))
+        fill = tuple(rng.randrange(256) for _ in range(3))
+        rng.choice((draw.rectangle, draw.ellipse))((x0, y0, x1, y1), fill=fill)
+
+
 def _draw_image(rng: random.Random, nprng: np.random.Generator, w: int, h: int) -> Image.Image:
     kind = rng.choice(("shapes", "gradient", "noise"))
     if kind == "gradient":
@@ -191,12 +202,7 @@ def _draw_image(rng: random.Random, nprng: np.random.Generator, w: int, h: int) 
     else:
         img = Image.new("RGB", (w, h), tuple(rng.randrange(256) for _ in range(3)))
     draw = ImageDraw.Draw(img)
-    for _ in range(rng.randint(1, 4)):
-        x0, x1 = sorted(rng.randrange(w) for _ in range(2))
-        y0, y1 = sorted(rng.randrange(h) for _ in range(2))
-        fill = tuple(rng.randrange(256) for _ in range(3))
-        shape = rng.choice((draw.rectangle, draw.ellipse))
-        shape((x0, y0, x1, y1), fill=fill)
+    draw_shapes(draw, rng, w, h, rng.randint(1, 4))
     return img
 
 
@@ -231,11 +237,7 @@ def detailed_photo(seed: int, width: int, height: int) -> Image.Image:
         texture = Image.fromarray(cells).resize((tw, th), Image.Resampling.NEAREST)
         img.paste(texture, (rng.randrange(width - tw), rng.randrange(height - th)))
     draw = ImageDraw.Draw(img)
-    for _ in range(rng.randint(10, 30)):
-        x0, x1 = sorted(rng.randrange(width) for _ in range(2))
-        y0, y1 = sorted(rng.randrange(height) for _ in range(2))
-        fill = tuple(rng.randrange(256) for _ in range(3))
-        rng.choice((draw.rectangle, draw.ellipse))((x0, y0, x1, y1), fill=fill)
+    draw_shapes(draw, rng, width, height, rng.randint(10, 30))
     for _ in range(rng.randint(20, 60)):
         ends = [(rng.randrange(width), rng.randrange(height)) for _ in range(2)]
         colour = tuple(rng.randrange(256) for _ in range(3))

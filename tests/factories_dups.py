@@ -9,6 +9,8 @@ import random
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
+from tests.factories import draw_shapes
+
 
 def natural_photo(seed: int, width: int = 320, height: int = 240) -> Image.Image:
     rng, nprng = random.Random(seed), np.random.default_rng(seed)
@@ -19,11 +21,7 @@ def natural_photo(seed: int, width: int = 320, height: int = 240) -> Image.Image
     t = (t - t.min()) / (t.max() - t.min())
     img = Image.fromarray((c0 + (c1 - c0) * t[..., None]).astype(np.uint8), "RGB")
     draw = ImageDraw.Draw(img)
-    for _ in range(rng.randint(3, 8)):
-        x0, x1 = sorted(rng.randrange(width) for _ in range(2))
-        y0, y1 = sorted(rng.randrange(height) for _ in range(2))
-        fill = tuple(rng.randrange(256) for _ in range(3))
-        rng.choice((draw.rectangle, draw.ellipse))((x0, y0, x1, y1), fill=fill)
+    draw_shapes(draw, rng, width, height, rng.randint(3, 8))
     img = img.filter(ImageFilter.GaussianBlur(1))
     noisy = np.asarray(img, np.int16) + nprng.normal(0, 6, (height, width, 1)).astype(np.int16)
     return Image.fromarray(np.clip(noisy, 0, 255).astype(np.uint8), "RGB")
